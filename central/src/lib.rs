@@ -1,0 +1,46 @@
+//! The central ERP service: runs (or connects to) the MQTT broker, commits
+//! records from the edge boxes, acks them, and serves the business API.
+//!
+//! Layout, in reading order:
+//! - [`config`]: the TOML configuration and its checks;
+//! - [`broker`]: the embedded rumqttd broker;
+//! - [`store`]: every SQL statement, the raw records and the materialised tickets;
+//! - [`api`]: the axum router and problem+json errors;
+//! - [`run`]: wiring it together.
+
+pub mod api;
+pub mod broker;
+pub mod config;
+pub mod store;
+
+use std::sync::Arc;
+
+use crate::config::CentralConfig;
+
+/// Software version reported by `/health`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Runs central until `shutdown` completes.
+pub async fn run(
+    config: CentralConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        anyhow::anyhow!("cannot create data_dir {}: {e}", config.data_dir.display())
+    })?;
+    let store = store::Store::open(&config.data_dir.join("central.db"))?;
+    if config.embedded_broker.enabled {
+        let broker_config = config.embedded_broker.clone();
+        tokio::task::spawn_blocking(move || broker::start(&broker_config, 10_000)).await??;
+    }
+    let receiver = valeo_sync::receiver::spawn(&config.mqtt, "valeo-central", Arc::new(store.clone()));
+    let state = api::AppState { store, receiver, version: VERSION };
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for HTTP on {}: {e}", config.http.listen))?;
+    tracing::info!(http = %config.http.listen, mqtt = %format!("{}:{}", config.mqtt.host, config.mqtt.port), "central running");
+    axum::serve(listener, api::app(state, config.http.request_timeout_ms))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,494 @@
+//! Central's database. Every SQL statement of central lives in this module,
+//! so another engine (PostgreSQL) can be added behind the same functions.
+//!
+//! Two layers of data:
+//! - `records`: the raw, hash-chained records exactly as the boxes sent
+//!   them, unique on `(device_id, epoch, seq)`; never updated or deleted.
+//! - `weighings`: tickets materialised from those records in the same
+//!   transaction, for the API.
+//!
+//! A batch is committed in one `BEGIN IMMEDIATE` transaction with
+//! `synchronous=FULL`; the receiver acks only after `commit` returns.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{SecondsFormat, Utc};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde::Serialize;
+use valeo_records::{FirstWeighing, KIND_FIRST_WEIGHING, KIND_SECOND_WEIGHING, SecondWeighing, WeighingStep};
+use valeo_sync::receiver::{BatchSink, CommitOutcome, SinkError};
+use valeo_sync::wire::{Batch, GENESIS_HASH, Record};
+
+/// Errors of the store, for the API layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Open { path: String, source: rusqlite::Error },
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS records (
+    device_id TEXT NOT NULL,
+    epoch TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    materialize_error TEXT,
+    PRIMARY KEY (device_id, epoch, seq)
+);
+CREATE TABLE IF NOT EXISTS chains (
+    device_id TEXT NOT NULL,
+    epoch TEXT NOT NULL,
+    head_seq INTEGER NOT NULL,
+    head_hash TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (device_id, epoch)
+);
+CREATE TABLE IF NOT EXISTS weighings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id TEXT NOT NULL,
+    ticket_no INTEGER NOT NULL,
+    plate TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    status TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    decimals INTEGER NOT NULL,
+    first_scale_id TEXT NOT NULL,
+    first_value INTEGER NOT NULL,
+    first_alibi_id TEXT,
+    first_weighed_at TEXT NOT NULL,
+    second_scale_id TEXT,
+    second_value INTEGER,
+    second_alibi_id TEXT,
+    second_weighed_at TEXT,
+    gross_value INTEGER,
+    tare_value INTEGER,
+    net_value INTEGER,
+    first_record_seq INTEGER NOT NULL,
+    second_record_seq INTEGER,
+    epoch TEXT NOT NULL,
+    UNIQUE (device_id, ticket_no)
+);
+CREATE INDEX IF NOT EXISTS weighings_by_time ON weighings (first_weighed_at);
+";
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let open = || -> Result<Connection, StoreError> {
+            let conn = Connection::open(path)
+                .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            // Central is the system of record and acks depend on its commits.
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            Ok(conn)
+        };
+        let writer = open()?;
+        writer.execute_batch(SCHEMA)?;
+        let reader = open()?;
+        Ok(Store { writer: Arc::new(Mutex::new(writer)), reader: Arc::new(Mutex::new(reader)) })
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        // SQLite rolls back an interrupted transaction, so a poisoned lock
+        // still guards a consistent connection.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Commits a verified batch: new records are appended and materialised,
+    /// duplicates are recognised by their hash, a gap stops the batch.
+    pub fn commit_batch(&self, batch: &Batch) -> Result<CommitOutcome, SinkError> {
+        let storage = |e: rusqlite::Error| SinkError::Storage(e.to_string());
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage)?;
+        let (mut head_seq, mut head_hash) = tx
+            .query_row(
+                "SELECT head_seq, head_hash FROM chains WHERE device_id = ?1 AND epoch = ?2",
+                params![batch.device_id, batch.epoch],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)),
+            )
+            .optional()
+            .map_err(storage)?
+            .unwrap_or((0, GENESIS_HASH.to_owned()));
+        let mut outcome = CommitOutcome::default();
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        for record in &batch.records {
+            if record.seq <= head_seq {
+                let stored: Option<String> = tx
+                    .query_row(
+                        "SELECT hash FROM records WHERE device_id = ?1 AND epoch = ?2 AND seq = ?3",
+                        params![record.device_id, record.epoch, record.seq as i64],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(storage)?;
+                match stored {
+                    Some(hash) if hash == record.hash => outcome.duplicates += 1,
+                    _ => {
+                        return Err(SinkError::Rejected(format!(
+                            "device {} epoch {} seq {} differs from the stored record",
+                            record.device_id, record.epoch, record.seq
+                        )));
+                    }
+                }
+                continue;
+            }
+            if record.seq != head_seq + 1 {
+                outcome.resend_from = Some(head_seq + 1);
+                break;
+            }
+            if record.prev_hash != head_hash {
+                return Err(SinkError::Rejected(format!(
+                    "device {} epoch {} seq {} does not link to the stored chain",
+                    record.device_id, record.epoch, record.seq
+                )));
+            }
+            let materialize_error = materialize(&tx, record).err();
+            if let Some(reason) = &materialize_error {
+                tracing::warn!(device_id = %record.device_id, seq = record.seq, %reason, "record stored but not materialised");
+            }
+            tx.execute(
+                "INSERT INTO records (device_id, epoch, seq, kind, created_at, payload, prev_hash, hash, received_at, materialize_error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    record.device_id,
+                    record.epoch,
+                    record.seq as i64,
+                    record.kind,
+                    record.created_at,
+                    record.payload.to_string(),
+                    record.prev_hash,
+                    record.hash,
+                    now,
+                    materialize_error
+                ],
+            )
+            .map_err(storage)?;
+            head_seq = record.seq;
+            head_hash = record.hash.clone();
+            outcome.inserted += 1;
+        }
+        tx.execute(
+            "INSERT INTO chains (device_id, epoch, head_seq, head_hash, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (device_id, epoch) DO UPDATE SET head_seq = excluded.head_seq,
+                 head_hash = excluded.head_hash, updated_at = excluded.updated_at",
+            params![batch.device_id, batch.epoch, head_seq as i64, head_hash, now],
+        )
+        .map_err(storage)?;
+        tx.commit().map_err(storage)?;
+        outcome.acked_seq = head_seq;
+        Ok(outcome)
+    }
+
+    /// One page of weighings, newest first.
+    pub fn list_weighings(&self, filter: &WeighingFilter) -> Result<WeighingPage, StoreError> {
+        let conn = self.reader();
+        let mut clauses = Vec::new();
+        let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(device_id) = &filter.device_id {
+            clauses.push("device_id = ?");
+            values.push(device_id.clone().into());
+        }
+        if let Some(status) = &filter.status {
+            clauses.push("status = ?");
+            values.push(status.as_str().to_owned().into());
+        }
+        if let Some(plate) = &filter.plate {
+            clauses.push("plate = ?");
+            values.push(plate.clone().into());
+        }
+        let where_sql =
+            if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+        let total: i64 = conn.query_row(
+            &format!("SELECT COUNT(*) FROM weighings {where_sql}"),
+            rusqlite::params_from_iter(values.iter()),
+            |r| r.get(0),
+        )?;
+        let mut page_values = values.clone();
+        page_values.push(i64::from(filter.limit).into());
+        page_values.push((filter.offset as i64).into());
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {WEIGHING_COLUMNS} FROM weighings {where_sql} ORDER BY id DESC LIMIT ? OFFSET ?"
+        ))?;
+        let items = stmt
+            .query_map(rusqlite::params_from_iter(page_values.iter()), weighing_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(WeighingPage { items, total: total as u64, limit: filter.limit, offset: filter.offset })
+    }
+
+    pub fn get_weighing(&self, id: i64) -> Result<Option<WeighingView>, StoreError> {
+        let conn = self.reader();
+        Ok(conn
+            .query_row(
+                &format!("SELECT {WEIGHING_COLUMNS} FROM weighings WHERE id = ?1"),
+                params![id],
+                weighing_from_row,
+            )
+            .optional()?)
+    }
+
+    /// Cheap liveness check of the database.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.reader().query_row("SELECT 1", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// Per device: the newest epoch's head and when it last moved.
+    pub fn device_heads(&self) -> Result<Vec<DeviceHead>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare(
+            "SELECT device_id, epoch, head_seq, updated_at FROM chains ORDER BY device_id, updated_at",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(DeviceHead {
+                device_id: r.get(0)?,
+                epoch: r.get(1)?,
+                head_seq: r.get::<_, i64>(2)? as u64,
+                last_record_at: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+impl BatchSink for Store {
+    fn commit(&self, batch: &Batch) -> Result<CommitOutcome, SinkError> {
+        self.commit_batch(batch)
+    }
+}
+
+/// Applies one record to the business tables. An error here means the
+/// record is valid on the wire but not understood; the caller keeps it raw.
+fn materialize(tx: &rusqlite::Transaction<'_>, record: &Record) -> Result<(), String> {
+    match record.kind.as_str() {
+        KIND_FIRST_WEIGHING => {
+            let first: FirstWeighing =
+                serde_json::from_value(record.payload.clone()).map_err(|e| e.to_string())?;
+            insert_first(tx, record, &first).map_err(|e| e.to_string())
+        }
+        KIND_SECOND_WEIGHING => {
+            let second: SecondWeighing =
+                serde_json::from_value(record.payload.clone()).map_err(|e| e.to_string())?;
+            let (gross, tare, net) =
+                valeo_records::gross_tare_net(&second.first.weight, &second.second.weight)
+                    .map_err(|e| e.to_string())?;
+            if (gross, tare, net) != (second.gross, second.tare, second.net) {
+                return Err(format!(
+                    "ticket {}: gross/tare/net {}/{}/{} do not follow from the weighings",
+                    second.ticket_no, second.gross, second.tare, second.net
+                ));
+            }
+            complete(tx, record, &second).map_err(|e| e.to_string())
+        }
+        other => Err(format!("unknown record kind {other:?}")),
+    }
+}
+
+fn insert_first(tx: &rusqlite::Transaction<'_>, record: &Record, first: &FirstWeighing) -> rusqlite::Result<()> {
+    let step: &WeighingStep = &first.first;
+    tx.execute(
+        "INSERT INTO weighings (device_id, ticket_no, plate, direction, status, unit, decimals,
+             first_scale_id, first_value, first_alibi_id, first_weighed_at, first_record_seq, epoch)
+         VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (device_id, ticket_no) DO NOTHING",
+        params![
+            record.device_id,
+            first.ticket_no as i64,
+            first.plate,
+            direction_str(first.direction),
+            step.weight.unit.to_string(),
+            step.weight.decimals,
+            step.scale_id,
+            step.weight.value,
+            step.alibi_id,
+            step.weighed_at,
+            record.seq as i64,
+            record.epoch
+        ],
+    )?;
+    Ok(())
+}
+
+fn complete(tx: &rusqlite::Transaction<'_>, record: &Record, second: &SecondWeighing) -> rusqlite::Result<()> {
+    let (first, last) = (&second.first, &second.second);
+    tx.execute(
+        "INSERT INTO weighings (device_id, ticket_no, plate, direction, status, unit, decimals,
+             first_scale_id, first_value, first_alibi_id, first_weighed_at, first_record_seq, epoch,
+             second_scale_id, second_value, second_alibi_id, second_weighed_at, second_record_seq,
+             gross_value, tare_value, net_value)
+         VALUES (?1, ?2, ?3, ?4, 'complete', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?11, ?17, ?18, ?19)
+         ON CONFLICT (device_id, ticket_no) DO UPDATE SET status = 'complete',
+             second_scale_id = excluded.second_scale_id, second_value = excluded.second_value,
+             second_alibi_id = excluded.second_alibi_id, second_weighed_at = excluded.second_weighed_at,
+             second_record_seq = excluded.second_record_seq, gross_value = excluded.gross_value,
+             tare_value = excluded.tare_value, net_value = excluded.net_value",
+        params![
+            record.device_id,
+            second.ticket_no as i64,
+            second.plate,
+            direction_str(second.direction),
+            first.weight.unit.to_string(),
+            first.weight.decimals,
+            first.scale_id,
+            first.weight.value,
+            first.alibi_id,
+            first.weighed_at,
+            record.seq as i64,
+            record.epoch,
+            last.scale_id,
+            last.weight.value,
+            last.alibi_id,
+            last.weighed_at,
+            second.gross.value,
+            second.tare.value,
+            second.net.value
+        ],
+    )?;
+    Ok(())
+}
+
+fn direction_str(direction: valeo_records::Direction) -> &'static str {
+    match direction {
+        valeo_records::Direction::Intake => "intake",
+        valeo_records::Direction::Outgoing => "outgoing",
+    }
+}
+
+/// Ticket state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeighingStatus {
+    Open,
+    Complete,
+}
+
+impl WeighingStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            WeighingStatus::Open => "open",
+            WeighingStatus::Complete => "complete",
+        }
+    }
+}
+
+/// Filters and paging of the weighing list.
+#[derive(Debug, Clone, Default)]
+pub struct WeighingFilter {
+    pub device_id: Option<String>,
+    pub status: Option<WeighingStatus>,
+    pub plate: Option<String>,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+/// One weighing of a ticket.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepView {
+    pub scale_id: String,
+    pub weight: f64,
+    pub alibi_id: Option<String>,
+    pub weighed_at: String,
+}
+
+/// A ticket as the API shows it. Weights are in `unit`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WeighingView {
+    pub id: i64,
+    pub device_id: String,
+    pub ticket_no: u64,
+    pub plate: String,
+    pub direction: String,
+    pub status: String,
+    pub unit: String,
+    pub first: StepView,
+    pub second: Option<StepView>,
+    pub gross: Option<f64>,
+    pub tare: Option<f64>,
+    pub net: Option<f64>,
+    /// True only when both weighings carry a terminal alibi number.
+    pub legal_for_trade: bool,
+    /// Where the raw records of this ticket are in the device's chain.
+    pub epoch: String,
+    pub first_record_seq: u64,
+    pub second_record_seq: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WeighingPage {
+    pub items: Vec<WeighingView>,
+    pub total: u64,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceHead {
+    pub device_id: String,
+    pub epoch: String,
+    pub head_seq: u64,
+    pub last_record_at: String,
+}
+
+const WEIGHING_COLUMNS: &str = "id, device_id, ticket_no, plate, direction, status, unit, decimals,
+    first_scale_id, first_value, first_alibi_id, first_weighed_at,
+    second_scale_id, second_value, second_alibi_id, second_weighed_at,
+    gross_value, tare_value, net_value, epoch, first_record_seq, second_record_seq";
+
+fn weighing_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<WeighingView> {
+    let decimals: u32 = row.get(7)?;
+    let scale = |v: i64| v as f64 / 10f64.powi(decimals as i32);
+    let second_value: Option<i64> = row.get(13)?;
+    let second = match second_value {
+        Some(value) => Some(StepView {
+            scale_id: row.get::<_, Option<String>>(12)?.unwrap_or_default(),
+            weight: scale(value),
+            alibi_id: row.get(14)?,
+            weighed_at: row.get::<_, Option<String>>(15)?.unwrap_or_default(),
+        }),
+        None => None,
+    };
+    let first = StepView {
+        scale_id: row.get(8)?,
+        weight: scale(row.get(9)?),
+        alibi_id: row.get(10)?,
+        weighed_at: row.get(11)?,
+    };
+    let legal_for_trade =
+        first.alibi_id.is_some() && second.as_ref().is_some_and(|s| s.alibi_id.is_some());
+    Ok(WeighingView {
+        id: row.get(0)?,
+        device_id: row.get(1)?,
+        ticket_no: row.get::<_, i64>(2)? as u64,
+        plate: row.get(3)?,
+        direction: row.get(4)?,
+        status: row.get(5)?,
+        unit: row.get(6)?,
+        first,
+        second,
+        gross: row.get::<_, Option<i64>>(16)?.map(scale),
+        tare: row.get::<_, Option<i64>>(17)?.map(scale),
+        net: row.get::<_, Option<i64>>(18)?.map(scale),
+        legal_for_trade,
+        epoch: row.get(19)?,
+        first_record_seq: row.get::<_, i64>(20)? as u64,
+        second_record_seq: row.get::<_, Option<i64>>(21)?.map(|v| v as u64),
+    })
+}

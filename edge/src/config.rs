@@ -1,0 +1,213 @@
+//! The edge agent's configuration file (TOML). Every field with a safe
+//! default has one; a bad file stops the agent with the file, the field and
+//! the problem named.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use valeo_drivers::scale::device::ScaleConfig;
+use valeo_drivers::scale::reading::Weight;
+use valeo_sync::mqtt::BrokerConfig;
+use valeo_sync::uplink::UplinkConfig;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// This box's identity on the wire; 1–64 of `A-Z a-z 0-9 - _`. No default:
+    /// two boxes with the same id would mix their records.
+    pub device_id: String,
+    /// Where the outbox database lives. Must be local storage (SQLite WAL).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub mqtt: BrokerConfig,
+    #[serde(default)]
+    pub uplink: UplinkConfig,
+    #[serde(default)]
+    pub outbox: OutboxConfig,
+    #[serde(default)]
+    pub weighing: WeighingConfig,
+    #[serde(default)]
+    pub scales: Vec<ScaleConfig>,
+    /// A simulated terminal on a pseudo-terminal, for demos and trials.
+    #[serde(default)]
+    pub simulation: SimulationConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    #[serde(default = "default_http_listen")]
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    #[serde(default = "default_max_pending_records")]
+    pub max_pending_records: u64,
+    #[serde(default = "default_keep_acked_records")]
+    pub keep_acked_records: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeighingConfig {
+    /// Weighings below this load are refused (legal minimum, 20 e on a
+    /// typical truck scale with e = 20 kg).
+    #[serde(default = "default_min_load", deserialize_with = "deserialize_weight")]
+    pub min_load: Weight,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulationConfig {
+    /// Start a simulated MT-SICS terminal on a pseudo-terminal and bind a
+    /// scale with this id to it.
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "default_sim_scale_id")]
+    pub scale_id: String,
+    /// Drive trucks over the simulated scale and weigh them, as a demo.
+    #[serde(default)]
+    pub auto_traffic: bool,
+    /// Pause between two trucks of the demo traffic.
+    #[serde(default = "default_truck_interval_ms")]
+    pub truck_interval_ms: u64,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data/edge")
+}
+fn default_http_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8081))
+}
+fn default_max_pending_records() -> u64 {
+    1_000_000
+}
+fn default_keep_acked_records() -> u64 {
+    100_000
+}
+fn default_min_load() -> Weight {
+    Weight::new(400, 0, valeo_drivers::scale::reading::Unit::Kg)
+}
+fn default_sim_scale_id() -> String {
+    "sim-bridge-1".to_owned()
+}
+fn default_truck_interval_ms() -> u64 {
+    5_000
+}
+
+fn deserialize_weight<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Weight, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(|e| serde::de::Error::custom(format!("{text:?} is not a weight like \"400 kg\": {e}")))
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: default_http_listen() }
+    }
+}
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            max_pending_records: default_max_pending_records(),
+            keep_acked_records: default_keep_acked_records(),
+        }
+    }
+}
+impl Default for WeighingConfig {
+    fn default() -> Self {
+        WeighingConfig { min_load: default_min_load() }
+    }
+}
+impl Default for SimulationConfig {
+    fn default() -> Self {
+        SimulationConfig {
+            enabled: false,
+            scale_id: default_sim_scale_id(),
+            auto_traffic: false,
+            truck_interval_ms: default_truck_interval_ms(),
+        }
+    }
+}
+
+impl EdgeConfig {
+    pub fn load(path: &Path) -> anyhow::Result<EdgeConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<EdgeConfig> {
+        let config: EdgeConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        valeo_sync::wire::validate_device_id(&config.device_id)
+            .map_err(|e| anyhow::anyhow!("device_id: {e}"))?;
+        config.mqtt.validate().map_err(|e| anyhow::anyhow!("[mqtt] {e}"))?;
+        config.uplink.validate().map_err(|e| anyhow::anyhow!("[uplink] {e}"))?;
+        if config.outbox.max_pending_records == 0 {
+            anyhow::bail!("[outbox] max_pending_records must be greater than 0");
+        }
+        let mut ids = HashSet::new();
+        for scale in &config.scales {
+            if !ids.insert(scale.id.as_str()) {
+                anyhow::bail!("[[scales]] id {:?} is used twice", scale.id);
+            }
+            scale
+                .transport
+                .validate()
+                .map_err(|e| anyhow::anyhow!("[[scales]] {:?} transport: {e}", scale.id))?;
+        }
+        if config.simulation.enabled && ids.contains(config.simulation.scale_id.as_str()) {
+            anyhow::bail!(
+                "[simulation] scale_id {:?} is also a configured [[scales]] id",
+                config.simulation.scale_id
+            );
+        }
+        if config.simulation.auto_traffic && !config.simulation.enabled {
+            anyhow::bail!("[simulation] auto_traffic needs enabled = true");
+        }
+        if config.scales.is_empty() && !config.simulation.enabled {
+            anyhow::bail!("no scale configured: add a [[scales]] entry or enable [simulation]");
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_configs_parse() {
+        EdgeConfig::parse(include_str!("../../config/edge.example.toml")).unwrap();
+        EdgeConfig::parse(include_str!("../../config/edge.demo.toml")).unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_field_and_the_problem() {
+        let cases = [
+            ("", "device_id"),
+            ("device_id = \"a/b\"\n[simulation]\nenabled = true", "device_id"),
+            ("device_id = \"b1\"", "no scale configured"),
+            ("device_id = \"b1\"\n[simulation]\nenabled = true\n[weighing]\nmin_load = \"heavy\"", "min_load"),
+            ("device_id = \"b1\"\n[simulation]\nenabled = true\n[uplink]\nmax_batch_records = 0", "max_batch_records"),
+            (
+                "device_id = \"b1\"\n[[scales]]\nid = \"s\"\n[scales.transport]\nkind = \"serial\"\npath = \"/dev/ttyS0\"\ndata_bits = 9",
+                "data_bits",
+            ),
+            (
+                "device_id = \"b1\"\n[[scales]]\nid = \"s\"\n[scales.transport]\nkind = \"carrier-pigeon\"",
+                "carrier-pigeon",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = EdgeConfig::parse(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Demo traffic on the simulated weighbridge: trucks drive on, are weighed
+//! in and out through the same workflow an operator uses, and drive off.
+//! Only started when `[simulation] auto_traffic = true`.
+
+use std::time::Duration;
+
+use valeo_drivers::scale::ScaleError;
+use valeo_drivers::sim::truck::TruckScale;
+use valeo_records::Direction;
+
+use crate::workflow::{Workflow, WorkflowError};
+
+/// How long the demo keeps asking for a stable weight before it gives up on
+/// a truck (the terminal answers "not stable" while the bridge swings).
+const MAX_SETTLE_WAIT_MS: u64 = 30_000;
+
+const PLATES: [&str; 6] = ["OS-VE 101", "OS-VE 202", "EL-AG 33", "CLP-K 7", "VEC-GR 45", "NOH-T 512"];
+
+/// Runs forever: one truck after another.
+pub async fn run(workflow: Workflow, scale: TruckScale, scale_id: String, truck_interval_ms: u64) {
+    let mut n: usize = 0;
+    loop {
+        let plate = PLATES[n % PLATES.len()];
+        // Alternate intake (arrives loaded) and outgoing (arrives empty).
+        let direction = if n % 3 == 2 { Direction::Outgoing } else { Direction::Intake };
+        let tare_kg = 13_000 + (n as i64 % 5) * 740;
+        let load_kg = 24_000 + (n as i64 % 7) * 1_260;
+        let (first_kg, second_kg) = match direction {
+            Direction::Intake => (tare_kg + load_kg, tare_kg),
+            Direction::Outgoing => (tare_kg, tare_kg + load_kg),
+        };
+        n += 1;
+        scale.drive_on(first_kg);
+        let ticket = weigh_when_settled(|| workflow.first_weighing(plate, direction, Some(&scale_id))).await;
+        scale.drive_off();
+        let Some(ticket) = ticket else { continue };
+        tokio::time::sleep(Duration::from_millis(truck_interval_ms)).await;
+        scale.drive_on(second_kg);
+        weigh_when_settled(|| workflow.second_weighing(ticket.ticket_no, Some(&scale_id))).await;
+        scale.drive_off();
+        tokio::time::sleep(Duration::from_millis(truck_interval_ms)).await;
+    }
+}
+
+/// Retries a weighing step while the scale is still settling.
+async fn weigh_when_settled<F, Fut>(step: F) -> Option<crate::workflow::Ticket>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<crate::workflow::Ticket, WorkflowError>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(MAX_SETTLE_WAIT_MS);
+    loop {
+        match step().await {
+            Ok(ticket) => return Some(ticket),
+            Err(WorkflowError::Scale(
+                ScaleError::NotStable | ScaleError::BelowMinimumLoad { .. } | ScaleError::Timeout { .. },
+            )) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "demo truck not weighed");
+                return None;
+            }
+        }
+    }
+}

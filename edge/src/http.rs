@@ -1,0 +1,211 @@
+//! The edge agent's local HTTP API for the operator terminal and for
+//! monitoring: `/health`, the live weight, and the weighing steps.
+//!
+//! Errors are problem+json; the operator sees why a weighing was refused
+//! (not stable, below minimum load, no such ticket) and nothing internal.
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use valeo_drivers::scale::ScaleError;
+use valeo_records::Direction;
+use valeo_sync::uplink::UplinkHandle;
+
+use crate::workflow::{Workflow, WorkflowError};
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub workflow: Workflow,
+    pub uplink: UplinkHandle,
+    pub device_id: String,
+}
+
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/api/v1/scales", get(scales))
+        .route("/api/v1/tickets", get(list_tickets).post(first_weighing))
+        .route("/api/v1/tickets/{ticket_no}", get(get_ticket))
+        .route("/api/v1/tickets/{ticket_no}/second-weighing", post(second_weighing))
+        .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such resource".into()) })
+        .with_state(state)
+}
+
+fn problem(status: StatusCode, detail: String) -> Response {
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    (status, [(header::CONTENT_TYPE, "application/problem+json")], Json(body)).into_response()
+}
+
+impl IntoResponse for WorkflowError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            WorkflowError::UnknownScale(_) | WorkflowError::NoOpenTicket(_) => StatusCode::NOT_FOUND,
+            WorkflowError::BadPlate(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            WorkflowError::AlreadyOnSite(..) | WorkflowError::Inconsistent { .. } => StatusCode::CONFLICT,
+            WorkflowError::Scale(
+                ScaleError::NotStable
+                | ScaleError::Overload
+                | ScaleError::Underload
+                | ScaleError::BelowMinimumLoad { .. }
+                | ScaleError::Rejected { .. },
+            ) => StatusCode::CONFLICT,
+            WorkflowError::Scale(_) => StatusCode::SERVICE_UNAVAILABLE,
+            WorkflowError::Outbox(valeo_sync::OutboxError::Full { .. }) => StatusCode::INSUFFICIENT_STORAGE,
+            WorkflowError::Outbox(_) | WorkflowError::Corrupt(_) => {
+                tracing::error!(error = %self, "weighing failed");
+                return problem(StatusCode::INTERNAL_SERVER_ERROR, "the weighing could not be stored".into());
+            }
+        };
+        problem(status, self.to_string())
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ScaleView {
+    id: String,
+    connected: bool,
+    weight: Option<String>,
+    stable: Option<bool>,
+    reading_age_ms: Option<u64>,
+    readings_total: u64,
+    errors_total: u64,
+    reconnects_total: u64,
+    last_error: Option<String>,
+}
+
+fn scale_views(workflow: &Workflow) -> Vec<ScaleView> {
+    workflow
+        .scales()
+        .iter()
+        .map(|scale| {
+            let status = scale.status().borrow().clone();
+            ScaleView {
+                id: scale.id().to_owned(),
+                connected: status.connected,
+                weight: status.last_reading.as_ref().and_then(|r| r.net).map(|w| w.to_string()),
+                stable: status.last_reading.as_ref().map(|r| r.stable),
+                reading_age_ms: status.last_reading_at.map(|at| at.elapsed().as_millis() as u64),
+                readings_total: status.readings_total,
+                errors_total: status.errors_total,
+                reconnects_total: status.reconnects_total,
+                last_error: status.last_error,
+            }
+        })
+        .collect()
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let outbox = state.workflow.outbox().clone();
+    let stats = tokio::task::spawn_blocking(move || outbox.stats()).await;
+    let (outbox_ok, stats) = match stats {
+        Ok(Ok(stats)) => (true, Some(stats)),
+        _ => (false, None),
+    };
+    let scales = scale_views(&state.workflow);
+    let uplink = state.uplink.status();
+    // A box without central is still healthy: it weighs offline. It is
+    // degraded when it cannot store records or reach its scale.
+    let healthy = outbox_ok && scales.iter().all(|s| s.connected);
+    let body = serde_json::json!({
+        "status": if healthy { "ok" } else { "degraded" },
+        "device_id": state.device_id,
+        "version": crate::VERSION,
+        "outbox": stats,
+        "uplink": uplink,
+        "scales": scales,
+    });
+    let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(body)).into_response()
+}
+
+async fn scales(State(state): State<AppState>) -> Response {
+    Json(scale_views(&state.workflow)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FirstWeighingRequest {
+    plate: String,
+    direction: Direction,
+    scale_id: Option<String>,
+}
+
+async fn first_weighing(
+    State(state): State<AppState>,
+    body: Result<Json<FirstWeighingRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(request) = match body {
+        Ok(body) => body,
+        Err(rejection) => return problem(StatusCode::BAD_REQUEST, rejection.body_text()),
+    };
+    match state.workflow.first_weighing(&request.plate, request.direction, request.scale_id.as_deref()).await {
+        Ok(ticket) => (StatusCode::CREATED, Json(ticket)).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SecondWeighingRequest {
+    scale_id: Option<String>,
+}
+
+async fn second_weighing(
+    State(state): State<AppState>,
+    Path(ticket_no): Path<String>,
+    body: Option<Json<SecondWeighingRequest>>,
+) -> Response {
+    let Ok(ticket_no) = ticket_no.parse::<u64>() else {
+        return problem(StatusCode::BAD_REQUEST, format!("ticket number must be an integer, got {ticket_no:?}"));
+    };
+    let request = body.map(|Json(b)| b).unwrap_or_default();
+    match state.workflow.second_weighing(ticket_no, request.scale_id.as_deref()).await {
+        Ok(ticket) => Json(ticket).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    #[serde(default)]
+    open: bool,
+    limit: Option<u32>,
+}
+
+async fn list_tickets(
+    State(state): State<AppState>,
+    params: Result<axum::extract::Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let params = match params {
+        Ok(axum::extract::Query(p)) => p,
+        Err(rejection) => return problem(StatusCode::BAD_REQUEST, rejection.body_text()),
+    };
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return problem(StatusCode::BAD_REQUEST, format!("limit must be 1..=1000, got {limit}"));
+    }
+    match state.workflow.tickets(params.open, limit).await {
+        Ok(tickets) => Json(tickets).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn get_ticket(State(state): State<AppState>, Path(ticket_no): Path<String>) -> Response {
+    let Ok(ticket_no) = ticket_no.parse::<u64>() else {
+        return problem(StatusCode::BAD_REQUEST, format!("ticket number must be an integer, got {ticket_no:?}"));
+    };
+    match state.workflow.ticket(ticket_no).await {
+        Ok(Some(ticket)) => Json(ticket).into_response(),
+        Ok(None) => problem(StatusCode::NOT_FOUND, format!("no ticket number {ticket_no}")),
+        Err(error) => error.into_response(),
+    }
+}

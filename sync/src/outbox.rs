@@ -1,0 +1,505 @@
+//! The edge outbox: an append-only, hash-chained log of records in SQLite,
+//! the source of truth on the box.
+//!
+//! On-disk layout (one database file per box):
+//!
+//! ```text
+//! meta(key, value)          device_id, epoch, head_seq, head_hash, acked_seq
+//! records(seq PK, kind, created_at, payload, prev_hash, hash, acked_at)
+//! ```
+//!
+//! Invariants:
+//! - `seq` is gap-free from 1 within the epoch; `head_*` in `meta` always
+//!   describe the last appended record, even after old rows are pruned.
+//! - A record is durable (`synchronous=FULL`, WAL) before `append` returns,
+//!   so nobody is told about a record that a power cut could take back.
+//! - Rows are only marked acknowledged when central's cumulative ack covers
+//!   them; a broker PUBACK never touches this file.
+//! - Every write runs in `BEGIN IMMEDIATE` so two writers never deadlock on
+//!   a lock upgrade.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rand::RngCore;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::error::OutboxError;
+use crate::wire::{GENESIS_HASH, Record, validate_device_id};
+
+/// Limits of the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxLimits {
+    /// Appends beyond this many unacknowledged records are refused with
+    /// [`OutboxError::Full`]; legal records are never dropped to make room.
+    pub max_pending_records: u64,
+    /// Largest payload of one record, in bytes of JSON.
+    pub max_payload_bytes: usize,
+    /// How many acknowledged records to keep for local lookups; older
+    /// acknowledged rows are pruned (the chain head stays in `meta`).
+    pub keep_acked_records: u64,
+}
+
+impl Default for OutboxLimits {
+    fn default() -> Self {
+        OutboxLimits {
+            max_pending_records: 1_000_000,
+            max_payload_bytes: 64 * 1024,
+            keep_acked_records: 100_000,
+        }
+    }
+}
+
+/// An append failed in the outbox or in the caller's part of the transaction.
+#[derive(Debug)]
+pub enum AppendError<E> {
+    Outbox(OutboxError),
+    Caller(E),
+}
+
+impl<E: From<OutboxError>> AppendError<E> {
+    /// Folds both cases into the caller's error type.
+    pub fn into_inner(self) -> E {
+        match self {
+            AppendError::Outbox(e) => E::from(e),
+            AppendError::Caller(e) => e,
+        }
+    }
+}
+
+/// Counters for `/health` and the status topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct OutboxStats {
+    pub head_seq: u64,
+    pub acked_seq: u64,
+    pub pending_records: u64,
+}
+
+/// Handle to the outbox database. Cheap to clone; all clones share one
+/// connection, so writes are serialised in-process as well as by SQLite.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    conn: Arc<Mutex<Connection>>,
+    device_id: String,
+    epoch: String,
+    limits: OutboxLimits,
+}
+
+impl Outbox {
+    /// Opens (or creates) the outbox at `path` for `device_id`. A new
+    /// database gets a fresh random epoch.
+    pub fn open(path: &Path, device_id: &str, limits: OutboxLimits) -> Result<Outbox, OutboxError> {
+        validate_device_id(device_id)?;
+        let conn = Connection::open(path)
+            .map_err(|source| OutboxError::Open { path: path.display().to_string(), source })?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Weighings are legal records: a commit must survive a power cut.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS records (
+                 seq INTEGER PRIMARY KEY,
+                 kind TEXT NOT NULL,
+                 created_at TEXT NOT NULL,
+                 payload TEXT NOT NULL,
+                 prev_hash TEXT NOT NULL,
+                 hash TEXT NOT NULL,
+                 acked_at TEXT
+             );",
+        )?;
+        let mut conn = conn;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let stored: Option<String> = tx
+            .query_row("SELECT value FROM meta WHERE key = 'device_id'", [], |r| r.get(0))
+            .optional()?;
+        let epoch = match stored {
+            Some(stored) if stored != device_id => {
+                return Err(OutboxError::DeviceMismatch {
+                    stored,
+                    configured: device_id.to_owned(),
+                });
+            }
+            Some(_) => get_meta(&tx, "epoch")?.unwrap_or_default(),
+            None => {
+                let mut bytes = [0u8; 16];
+                rand::rng().fill_bytes(&mut bytes);
+                let epoch = hex::encode(bytes);
+                for (key, value) in [
+                    ("device_id", device_id),
+                    ("epoch", epoch.as_str()),
+                    ("head_seq", "0"),
+                    ("head_hash", GENESIS_HASH),
+                    ("acked_seq", "0"),
+                ] {
+                    tx.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", params![key, value])?;
+                }
+                epoch
+            }
+        };
+        tx.commit()?;
+        Ok(Outbox { conn: Arc::new(Mutex::new(conn)), device_id: device_id.to_owned(), epoch, limits })
+    }
+
+    pub fn device_id(&self) -> &str {
+        &self.device_id
+    }
+
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent
+        // (the transaction rolls back), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Appends one record durably and returns it. Blocking: call it from a
+    /// blocking context or through [`Outbox::append_async`].
+    pub fn append(
+        &self,
+        kind: &str,
+        payload: serde_json::Value,
+        created_at: DateTime<Utc>,
+    ) -> Result<Record, OutboxError> {
+        self.append_with(kind, created_at, |_| Ok::<_, OutboxError>((payload, ())))
+            .map(|(record, ())| record)
+            .map_err(|e| match e {
+                AppendError::Outbox(e) | AppendError::Caller(e) => e,
+            })
+    }
+
+    /// The transactional outbox: runs `build` inside the append transaction
+    /// so the caller's own tables (in the same database file) change in the
+    /// same commit as the record. `build` returns the payload and a value
+    /// handed back to the caller. If `build` fails, nothing is written.
+    pub fn append_with<T, E>(
+        &self,
+        kind: &str,
+        created_at: DateTime<Utc>,
+        build: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(serde_json::Value, T), E>,
+    ) -> Result<(Record, T), AppendError<E>>
+    where
+        E: From<OutboxError>,
+    {
+        let outbox_err = |e: OutboxError| AppendError::Outbox(e);
+        let sql_err = |e: rusqlite::Error| AppendError::Outbox(OutboxError::Sqlite(e));
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
+        let head_seq = get_meta_u64(&tx, "head_seq").map_err(outbox_err)?;
+        let acked_seq = get_meta_u64(&tx, "acked_seq").map_err(outbox_err)?;
+        let pending = head_seq.saturating_sub(acked_seq);
+        if pending >= self.limits.max_pending_records {
+            return Err(AppendError::Outbox(OutboxError::Full {
+                pending_records: pending,
+                max_pending_records: self.limits.max_pending_records,
+            }));
+        }
+        let (payload, value) = build(&tx).map_err(AppendError::Caller)?;
+        let payload_bytes = serde_json::to_vec(&payload).map(|v| v.len()).unwrap_or(usize::MAX);
+        if payload_bytes > self.limits.max_payload_bytes {
+            return Err(AppendError::Outbox(OutboxError::Payload {
+                kind: kind.to_owned(),
+                reason: format!(
+                    "{payload_bytes} bytes exceed max_payload_bytes {}",
+                    self.limits.max_payload_bytes
+                ),
+            }));
+        }
+        let head_hash = get_meta(&tx, "head_hash")
+            .map_err(sql_err)?
+            .unwrap_or_else(|| GENESIS_HASH.to_owned());
+        let record = Record::new(
+            &self.device_id,
+            &self.epoch,
+            head_seq + 1,
+            kind,
+            &created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            payload,
+            &head_hash,
+        );
+        tx.execute(
+            "INSERT INTO records (seq, kind, created_at, payload, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                record.seq as i64,
+                record.kind,
+                record.created_at,
+                record.payload.to_string(),
+                record.prev_hash,
+                record.hash
+            ],
+        )
+        .map_err(sql_err)?;
+        set_meta(&tx, "head_seq", &record.seq.to_string()).map_err(sql_err)?;
+        set_meta(&tx, "head_hash", &record.hash).map_err(sql_err)?;
+        tx.commit().map_err(sql_err)?;
+        Ok((record, value))
+    }
+
+    /// Runs a read-only query on the outbox database (for the caller's own
+    /// tables kept beside the records).
+    pub fn read<T>(&self, query: impl FnOnce(&Connection) -> T) -> T {
+        query(&self.lock())
+    }
+
+    /// [`Outbox::append`] on the blocking thread pool.
+    pub async fn append_async(
+        &self,
+        kind: &str,
+        payload: serde_json::Value,
+        created_at: DateTime<Utc>,
+    ) -> Result<Record, OutboxError> {
+        let outbox = self.clone();
+        let kind = kind.to_owned();
+        tokio::task::spawn_blocking(move || outbox.append(&kind, payload, created_at))
+            .await
+            .map_err(|_| OutboxError::WorkerGone)?
+    }
+
+    /// Up to `max_records` unacknowledged records with `seq > after_seq`, in
+    /// order. Each row is checked against its hash before it leaves the box.
+    pub fn pending_after(&self, after_seq: u64, max_records: usize) -> Result<Vec<Record>, OutboxError> {
+        let conn = self.lock();
+        let acked_seq = get_meta_u64(&conn, "acked_seq")?;
+        let from = after_seq.max(acked_seq);
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, kind, created_at, payload, prev_hash, hash FROM records
+             WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![from as i64, max_records as i64], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, String>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, kind, created_at, payload, prev_hash, hash) = row?;
+            let seq = seq as u64;
+            let payload = serde_json::from_str(&payload)
+                .map_err(|e| OutboxError::Corrupt { seq, reason: e.to_string() })?;
+            let record = Record {
+                device_id: self.device_id.clone(),
+                epoch: self.epoch.clone(),
+                seq,
+                kind,
+                created_at,
+                payload,
+                prev_hash,
+                hash,
+            };
+            record
+                .verify_hash()
+                .map_err(|e| OutboxError::Corrupt { seq, reason: e.to_string() })?;
+            out.push(record);
+        }
+        Ok(out)
+    }
+
+    /// Applies central's cumulative ack: every record up to `acked_seq` of
+    /// `epoch` is committed at central. Returns how many records it newly
+    /// covered. Acks for another epoch or beyond the head are ignored: they
+    /// cannot be about records of this database.
+    pub fn ack(&self, epoch: &str, acked_seq: u64, now: DateTime<Utc>) -> Result<u64, OutboxError> {
+        if epoch != self.epoch {
+            return Ok(0);
+        }
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let head_seq = get_meta_u64(&tx, "head_seq")?;
+        let previous = get_meta_u64(&tx, "acked_seq")?;
+        if acked_seq <= previous || acked_seq > head_seq {
+            return Ok(0);
+        }
+        tx.execute(
+            "UPDATE records SET acked_at = ?1 WHERE seq > ?2 AND seq <= ?3",
+            params![now.to_rfc3339_opts(SecondsFormat::Millis, true), previous as i64, acked_seq as i64],
+        )?;
+        set_meta(&tx, "acked_seq", &acked_seq.to_string())?;
+        let keep_from = acked_seq.saturating_sub(self.limits.keep_acked_records);
+        tx.execute("DELETE FROM records WHERE seq <= ?1", params![keep_from as i64])?;
+        tx.commit()?;
+        Ok(acked_seq - previous)
+    }
+
+    /// [`Outbox::ack`] on the blocking thread pool.
+    pub async fn ack_async(&self, epoch: String, acked_seq: u64, now: DateTime<Utc>) -> Result<u64, OutboxError> {
+        let outbox = self.clone();
+        tokio::task::spawn_blocking(move || outbox.ack(&epoch, acked_seq, now))
+            .await
+            .map_err(|_| OutboxError::WorkerGone)?
+    }
+
+    pub fn stats(&self) -> Result<OutboxStats, OutboxError> {
+        let conn = self.lock();
+        let head_seq = get_meta_u64(&conn, "head_seq")?;
+        let acked_seq = get_meta_u64(&conn, "acked_seq")?;
+        Ok(OutboxStats { head_seq, acked_seq, pending_records: head_seq.saturating_sub(acked_seq) })
+    }
+
+    /// Reads one record by seq, acknowledged or not, if it is still kept.
+    pub fn get(&self, seq: u64) -> Result<Option<Record>, OutboxError> {
+        let conn = self.lock();
+        let row = conn
+            .query_row(
+                "SELECT kind, created_at, payload, prev_hash, hash FROM records WHERE seq = ?1",
+                params![seq as i64],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, String>(3)?,
+                        row.get::<_, String>(4)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((kind, created_at, payload, prev_hash, hash)) = row else { return Ok(None) };
+        let payload =
+            serde_json::from_str(&payload).map_err(|e| OutboxError::Corrupt { seq, reason: e.to_string() })?;
+        Ok(Some(Record {
+            device_id: self.device_id.clone(),
+            epoch: self.epoch.clone(),
+            seq,
+            kind,
+            created_at,
+            payload,
+            prev_hash,
+            hash,
+        }))
+    }
+}
+
+fn get_meta(conn: &Connection, key: &str) -> Result<Option<String>, rusqlite::Error> {
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0)).optional()
+}
+
+fn get_meta_u64(conn: &Connection, key: &str) -> Result<u64, OutboxError> {
+    let value = get_meta(conn, key)?.unwrap_or_else(|| "0".to_owned());
+    value
+        .parse()
+        .map_err(|_| OutboxError::Corrupt { seq: 0, reason: format!("meta {key} = {value:?}") })
+}
+
+fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), rusqlite::Error> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )
+    .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn open(dir: &tempfile::TempDir) -> Outbox {
+        Outbox::open(&dir.path().join("outbox.db"), "box-1", OutboxLimits::default()).unwrap()
+    }
+
+    #[test]
+    fn appends_form_a_gap_free_hash_chain_that_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = open(&dir);
+        let epoch = outbox.epoch().to_owned();
+        for n in 0..3 {
+            outbox.append("test", json!({ "n": n }), Utc::now()).unwrap();
+        }
+        drop(outbox);
+        let outbox = open(&dir);
+        assert_eq!(outbox.epoch(), epoch, "reopening keeps the epoch");
+        let fourth = outbox.append("test", json!({ "n": 3 }), Utc::now()).unwrap();
+        let all = outbox.pending_after(0, 100).unwrap();
+        assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        assert_eq!(all[0].prev_hash, GENESIS_HASH);
+        for pair in all.windows(2) {
+            assert_eq!(pair[1].prev_hash, pair[0].hash);
+        }
+        assert_eq!(all[3], fourth);
+    }
+
+    #[test]
+    fn a_recreated_database_gets_a_new_epoch() {
+        let first = tempfile::tempdir().unwrap();
+        let second = tempfile::tempdir().unwrap();
+        assert_ne!(open(&first).epoch(), open(&second).epoch());
+    }
+
+    #[test]
+    fn only_a_cumulative_ack_of_the_own_epoch_releases_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = open(&dir);
+        for n in 0..5 {
+            outbox.append("test", json!({ "n": n }), Utc::now()).unwrap();
+        }
+        assert_eq!(outbox.ack("other-epoch", 5, Utc::now()).unwrap(), 0);
+        assert_eq!(outbox.ack(outbox.epoch(), 9, Utc::now()).unwrap(), 0, "beyond head");
+        assert_eq!(outbox.ack(outbox.epoch(), 3, Utc::now()).unwrap(), 3);
+        assert_eq!(outbox.ack(outbox.epoch(), 2, Utc::now()).unwrap(), 0, "stale ack");
+        let pending: Vec<u64> = outbox.pending_after(0, 100).unwrap().iter().map(|r| r.seq).collect();
+        assert_eq!(pending, vec![4, 5]);
+        assert_eq!(
+            outbox.stats().unwrap(),
+            OutboxStats { head_seq: 5, acked_seq: 3, pending_records: 2 }
+        );
+        // Acknowledged records stay readable locally until pruned.
+        assert!(outbox.get(1).unwrap().is_some());
+    }
+
+    #[test]
+    fn refuses_a_database_of_another_device() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(&dir));
+        let err = Outbox::open(&dir.path().join("outbox.db"), "box-2", OutboxLimits::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("box-1"), "{err}");
+    }
+
+    #[test]
+    fn a_full_outbox_refuses_instead_of_dropping() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = OutboxLimits { max_pending_records: 2, ..OutboxLimits::default() };
+        let outbox = Outbox::open(&dir.path().join("o.db"), "box-1", limits).unwrap();
+        outbox.append("a", json!(1), Utc::now()).unwrap();
+        outbox.append("a", json!(2), Utc::now()).unwrap();
+        assert!(matches!(outbox.append("a", json!(3), Utc::now()), Err(OutboxError::Full { .. })));
+        outbox.ack(outbox.epoch(), 2, Utc::now()).unwrap();
+        outbox.append("a", json!(3), Utc::now()).unwrap();
+    }
+
+    #[test]
+    fn acked_records_beyond_the_retention_are_pruned_but_the_chain_continues() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = OutboxLimits { keep_acked_records: 1, ..OutboxLimits::default() };
+        let outbox = Outbox::open(&dir.path().join("o.db"), "box-1", limits).unwrap();
+        for n in 0..4 {
+            outbox.append("a", json!(n), Utc::now()).unwrap();
+        }
+        outbox.ack(outbox.epoch(), 4, Utc::now()).unwrap();
+        assert!(outbox.get(2).unwrap().is_none());
+        assert!(outbox.get(4).unwrap().is_some());
+        let fifth = outbox.append("a", json!(4), Utc::now()).unwrap();
+        assert_eq!(fifth.seq, 5);
+        assert_eq!(fifth.prev_hash, outbox.get(4).unwrap().unwrap().hash);
+    }
+
+    #[test]
+    fn a_tampered_row_is_reported_not_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = open(&dir);
+        outbox.append("a", json!({"w": 1}), Utc::now()).unwrap();
+        outbox.lock().execute("UPDATE records SET payload = '{\"w\":2}'", []).unwrap();
+        let err = outbox.pending_after(0, 10).unwrap_err();
+        assert!(matches!(err, OutboxError::Corrupt { seq: 1, .. }), "{err}");
+    }
+}
