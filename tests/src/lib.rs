@@ -1,1 +1,277 @@
-//! t
+//! Harness for tests that cross process boundaries: starts the real
+//! `valeo-central` and `valeo-edge` binaries and a real Mosquitto, on free
+//! loopback ports, each in its own temporary directory, and stops them
+//! when the handle is dropped.
+//!
+//! The binaries must be built first (`cargo build --bins`); the test
+//! command in the README does that.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough on a
+/// machine where tests pick ports only this way).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// `target/<profile>/<name>`, next to the test executable's `deps/`.
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test executable is not in target/<profile>/deps")?;
+    let path = profile_dir.join(name);
+    if !path.exists() {
+        bail!("{} not found: run `cargo build --bins` before the tests", path.display());
+    }
+    Ok(path)
+}
+
+/// A child process that is killed when dropped; its output goes to a log
+/// file that is printed if the test fails.
+#[derive(Debug)]
+pub struct Process {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    pub fn spawn(name: &str, program: &Path, args: &[&str], dir: &Path) -> anyhow::Result<Process> {
+        let log = dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log)?;
+        let err = out.try_clone()?;
+        let child = Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .env("RUST_LOG", "info,rumqttd=warn")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("cannot start {}", program.display()))?;
+        Ok(Process { name: name.to_owned(), child, log })
+    }
+
+    /// Stops the process the hard way, as a power cut or crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("----- {} log -----\n{}", self.name, self.log());
+        }
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// GETs `url` and parses JSON, `None` on any failure (for polling).
+pub async fn get_json(http: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
+    let response = http.get(url).send().await.ok()?;
+    response.json().await.ok()
+}
+
+/// Which broker central and the edge use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerKind {
+    /// rumqttd inside central.
+    Embedded,
+    /// A Mosquitto process started by the test.
+    Mosquitto,
+}
+
+/// A running Mosquitto on a free loopback port.
+#[derive(Debug)]
+pub struct Mosquitto {
+    pub port: u16,
+    _process: Process,
+}
+
+impl Mosquitto {
+    pub async fn start(dir: &Path) -> anyhow::Result<Mosquitto> {
+        let program = which("mosquitto").context(
+            "mosquitto is not installed: the README's test command installs it (apt-get install mosquitto)",
+        )?;
+        let port = free_port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                 max_packet_size 300000\nlog_dest stdout\n"
+            ),
+        )?;
+        let process = Process::spawn("mosquitto", &program, &["-c", &conf.to_string_lossy()], dir)?;
+        eventually("mosquitto to listen", Duration::from_secs(10), || async move {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        })
+        .await?;
+        Ok(Mosquitto { port, _process: process })
+    }
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// A running `valeo-central`.
+#[derive(Debug)]
+pub struct Central {
+    pub http_url: String,
+    pub mqtt_port: u16,
+    pub process: Process,
+}
+
+impl Central {
+    /// Starts central in `dir`. With `external_broker_port`, it uses that
+    /// broker instead of its embedded one; `mqtt_port` chooses the embedded
+    /// broker's port (so a restarted central can reuse it).
+    pub async fn start(
+        dir: &Path,
+        external_broker_port: Option<u16>,
+        ports: Option<(u16, u16)>,
+    ) -> anyhow::Result<Central> {
+        let (http_port, mqtt_port) = ports.unwrap_or_else(|| (free_port(), free_port()));
+        let mqtt_port = external_broker_port.unwrap_or(mqtt_port);
+        let config = format!(
+            "data_dir = \"{data}\"\n\
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\n\
+             [embedded_broker]\nenabled = {embedded}\nlisten = \"127.0.0.1:{mqtt_port}\"\n\
+             [mqtt]\nhost = \"127.0.0.1\"\nport = {mqtt_port}\nreconnect_backoff_max_ms = 1000\n",
+            data = dir.join("central-data").display(),
+            embedded = external_broker_port.is_none(),
+        );
+        let path = dir.join("central.toml");
+        std::fs::write(&path, config)?;
+        let process = Process::spawn(
+            "valeo-central",
+            &binary("valeo-central")?,
+            &["--config", &path.to_string_lossy()],
+            dir,
+        )?;
+        let central = Central { http_url: format!("http://127.0.0.1:{http_port}"), mqtt_port, process };
+        central.wait_healthy().await?;
+        Ok(central)
+    }
+
+    /// Waits until `/health` says ok (database up, receiver connected).
+    pub async fn wait_healthy(&self) -> anyhow::Result<()> {
+        let http = reqwest::Client::new();
+        let url = format!("{}/health", self.http_url);
+        eventually("central to be healthy", Duration::from_secs(20), || {
+            let (http, url) = (http.clone(), url.clone());
+            async move { get_json(&http, &url).await.filter(|h| h["status"] == "ok") }
+        })
+        .await
+        .map(|_| ())
+    }
+}
+
+/// A running `valeo-edge` bound to one serial scale.
+#[derive(Debug)]
+pub struct Edge {
+    pub http_url: String,
+    pub data_dir: PathBuf,
+    pub process: Process,
+}
+
+impl Edge {
+    pub async fn start(dir: &Path, device_id: &str, mqtt_port: u16, scale_path: &Path) -> anyhow::Result<Edge> {
+        let http_port = free_port();
+        let data_dir = dir.join("edge-data");
+        let config = format!(
+            "device_id = \"{device_id}\"\n\
+             data_dir = \"{data}\"\n\
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\n\
+             [mqtt]\nport = {mqtt_port}\nreconnect_backoff_max_ms = 1000\n\
+             [uplink]\nack_timeout_ms = 3000\n\
+             [weighing]\nmin_load = \"400 kg\"\n\
+             [[scales]]\nid = \"bridge-1\"\nresponse_timeout_ms = 1500\n\
+             [scales.transport]\nkind = \"serial\"\npath = \"{scale}\"\n",
+            data = data_dir.display(),
+            scale = scale_path.display(),
+        );
+        let path = dir.join("edge.toml");
+        std::fs::write(&path, config)?;
+        let process =
+            Process::spawn("valeo-edge", &binary("valeo-edge")?, &["--config", &path.to_string_lossy()], dir)?;
+        let edge = Edge { http_url: format!("http://127.0.0.1:{http_port}"), data_dir, process };
+        let http = reqwest::Client::new();
+        let url = format!("{}/health", edge.http_url);
+        eventually("the edge agent to serve /health", Duration::from_secs(20), || {
+            let (http, url) = (http.clone(), url.clone());
+            async move { get_json(&http, &url).await }
+        })
+        .await?;
+        Ok(edge)
+    }
+
+    /// Rows in the edge outbox that central has not acknowledged, read
+    /// straight from the SQLite file.
+    pub fn unacknowledged_records(&self) -> anyhow::Result<i64> {
+        let conn = rusqlite::Connection::open_with_flags(
+            self.data_dir.join("outbox.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )?;
+        Ok(conn.query_row("SELECT COUNT(*) FROM records WHERE acked_at IS NULL", [], |r| r.get(0))?)
+    }
+
+    /// Asks for a weighing step, retrying while the scale settles (409).
+    pub async fn weigh(&self, path: &str, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        let http = reqwest::Client::new();
+        let url = format!("{}{path}", self.http_url);
+        let mut last = String::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let response = http.post(&url).json(&body).send().await?;
+            let status = response.status();
+            let json: serde_json::Value = response.json().await?;
+            if status.is_success() {
+                return Ok(json);
+            }
+            last = format!("{status}: {json}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        bail!("weighing {path} did not succeed: {last}")
+    }
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use valeo_drivers::scale::mtsics::MtSicsClient;
 use valeo_drivers::scale::{ScaleError, Weight};
 use valeo_drivers::sim::mtsics::SERIAL_NUMBER;
@@ -23,7 +23,7 @@ fn params() -> TruckScaleParams {
 }
 
 /// Above the simulator's stability wait, short enough to keep real-time tests quick.
-const RESPONSE_TIMEOUT_MS: u64 = 1800;
+const RESPONSE_TIMEOUT_MS: u64 = 2500;
 
 /// The same scenario on every transport.
 async fn scenario<T>(io: T, scale: &TruckScale, faults: &Mutex<Faults>)
@@ -106,18 +106,25 @@ async fn client_over_pty() {
 }
 
 #[tokio::test]
-async fn pty_survives_client_reconnects() {
-    let (scale, faults) = simulator();
-    let pty = PtyScale::spawn(scale, faults).unwrap();
+async fn pty_survives_client_reconnects_without_stale_replies() {
+    let scale = TruckScale::new(TruckScaleParams {
+        ramp_ms: 0,
+        settle_ms: 0,
+        ..TruckScaleParams::default()
+    });
+    let pty = PtyScale::spawn(scale.clone(), Arc::new(Mutex::new(Faults::default()))).unwrap();
     let config = serial_config(pty.path().to_owned());
-    for _ in 0..3 {
+    for load_kg in [1000, 2000, 3000] {
+        scale.drive_on(load_kg);
         let io = transport::connect(&config).await.unwrap();
         let mut client = MtSicsClient::new(io, RESPONSE_TIMEOUT_MS);
-        assert_eq!(client.serial_number().await.unwrap(), SERIAL_NUMBER);
-        // Leave a request unanswered-for-us behind: its late reply must not leak into the
-        // next connection.
-        drop(client);
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let reading = client.stable_weight().await.unwrap();
+        assert_eq!(reading.net, Some(Weight::kg(load_kg)));
+        // Leave a reply nobody reads: it must not be taken as the next connection's answer.
+        let mut io = client.into_inner();
+        io.write_all(b"S\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(io);
     }
 }
 
