@@ -57,7 +57,12 @@ pub struct Problem {
 
 impl Problem {
     fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Problem {
-        Problem { kind: "about:blank", title, status: status.as_u16(), detail: detail.into() }
+        Problem {
+            kind: "about:blank",
+            title,
+            status: status.as_u16(),
+            detail: detail.into(),
+        }
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Problem {
@@ -71,14 +76,23 @@ impl Problem {
     /// Logs the cause and answers without it.
     fn internal(cause: &dyn std::fmt::Display) -> Problem {
         tracing::error!(%cause, "request failed");
-        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", "the request could not be completed")
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error",
+            "the request could not be completed",
+        )
     }
 }
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, [(header::CONTENT_TYPE, "application/problem+json")], Json(self)).into_response()
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            Json(self),
+        )
+            .into_response()
     }
 }
 
@@ -129,7 +143,11 @@ async fn health(State(state): State<AppState>) -> Response {
         receiver,
         devices,
     };
-    let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(body)).into_response()
 }
 
@@ -143,10 +161,14 @@ struct ListParams {
     plate: Option<String>,
 }
 
-async fn list_weighings(State(state): State<AppState>, ApiQuery(params): ApiQuery<ListParams>) -> Response {
+async fn list_weighings(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Response {
     let limit = params.limit.unwrap_or(DEFAULT_PAGE_LIMIT);
     if !(1..=MAX_PAGE_LIMIT).contains(&limit) {
-        return Problem::bad_request(format!("limit must be 1..={MAX_PAGE_LIMIT}, got {limit}")).into_response();
+        return Problem::bad_request(format!("limit must be 1..={MAX_PAGE_LIMIT}, got {limit}"))
+            .into_response();
     }
     let offset = params.offset.unwrap_or(0);
     if offset > i64::MAX as u64 {
@@ -169,7 +191,8 @@ async fn list_weighings(State(state): State<AppState>, ApiQuery(params): ApiQuer
 
 async fn get_weighing(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let Ok(id) = id.parse::<i64>() else {
-        return Problem::bad_request(format!("weighing id must be an integer, got {id:?}")).into_response();
+        return Problem::bad_request(format!("weighing id must be an integer, got {id:?}"))
+            .into_response();
     };
     let store = state.store.clone();
     match tokio::task::spawn_blocking(move || store.get_weighing(id)).await {

@@ -50,12 +50,14 @@ pub fn start(config: &EmbeddedBrokerConfig, startup_timeout_ms: u64) -> anyhow::
     // and carries on, which would leave central running without a broker.
     std::net::TcpListener::bind(config.listen)
         .map_err(|e| anyhow::anyhow!("embedded broker cannot listen on {}: {e}", config.listen))?;
-    std::thread::Builder::new().name("embedded-broker".to_owned()).spawn(move || {
-        let mut broker = Broker::new(broker_config);
-        if let Err(error) = broker.start() {
-            tracing::error!(%error, "embedded broker stopped");
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("embedded-broker".to_owned())
+        .spawn(move || {
+            let mut broker = Broker::new(broker_config);
+            if let Err(error) = broker.start() {
+                tracing::error!(%error, "embedded broker stopped");
+            }
+        })?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(startup_timeout_ms);
     let probe = if config.listen.ip().is_unspecified() {
         std::net::SocketAddr::from(([127, 0, 0, 1], config.listen.port()))
@@ -69,5 +71,8 @@ pub fn start(config: &EmbeddedBrokerConfig, startup_timeout_ms: u64) -> anyhow::
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    anyhow::bail!("embedded broker did not start listening on {} within {startup_timeout_ms} ms", config.listen)
+    anyhow::bail!(
+        "embedded broker did not start listening on {} within {startup_timeout_ms} ms",
+        config.listen
+    )
 }

@@ -70,7 +70,10 @@ fn default_max_connections() -> usize {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: default_http_listen(), request_timeout_ms: default_request_timeout_ms() }
+        HttpConfig {
+            listen: default_http_listen(),
+            request_timeout_ms: default_request_timeout_ms(),
+        }
     }
 }
 
@@ -96,7 +99,10 @@ impl CentralConfig {
     /// Parses and checks config text; errors name the field.
     pub fn parse(text: &str) -> anyhow::Result<CentralConfig> {
         let mut config: CentralConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
-        config.mqtt.validate().map_err(|e| anyhow::anyhow!("[mqtt] {e}"))?;
+        config
+            .mqtt
+            .validate()
+            .map_err(|e| anyhow::anyhow!("[mqtt] {e}"))?;
         if config.http.request_timeout_ms == 0 {
             anyhow::bail!("[http] request_timeout_ms must be greater than 0");
         }

@@ -33,8 +33,13 @@ pub async fn run(
         let broker_config = config.embedded_broker.clone();
         tokio::task::spawn_blocking(move || broker::start(&broker_config, 10_000)).await??;
     }
-    let receiver = valeo_sync::receiver::spawn(&config.mqtt, "valeo-central", Arc::new(store.clone()));
-    let state = api::AppState { store, receiver, version: VERSION };
+    let receiver =
+        valeo_sync::receiver::spawn(&config.mqtt, "valeo-central", Arc::new(store.clone()));
+    let state = api::AppState {
+        store,
+        receiver,
+        version: VERSION,
+    };
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for HTTP on {}: {e}", config.http.listen))?;

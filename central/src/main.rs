@@ -35,7 +35,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<P
                 println!("valeo-central {}", valeo_central::VERSION);
                 std::process::exit(0);
             }
-            other => anyhow::bail!("unknown argument {other:?}; usage: valeo-central [--config FILE]"),
+            other => {
+                anyhow::bail!("unknown argument {other:?}; usage: valeo-central [--config FILE]")
+            }
         }
     }
     Ok(config)
@@ -43,7 +45,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<P
 
 async fn shutdown_signal() {
     let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+        // If the handler cannot be installed, SIGTERM still stops us.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     };
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(term) => term,

@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
-use valeo_records::{FirstWeighing, KIND_FIRST_WEIGHING, KIND_SECOND_WEIGHING, SecondWeighing, WeighingStep};
+use valeo_records::{
+    FirstWeighing, KIND_FIRST_WEIGHING, KIND_SECOND_WEIGHING, SecondWeighing, WeighingStep,
+};
 use valeo_sync::receiver::{BatchSink, CommitOutcome, SinkError};
 use valeo_sync::wire::{Batch, GENESIS_HASH, Record};
 
@@ -24,7 +26,10 @@ use valeo_sync::wire::{Batch, GENESIS_HASH, Record};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database {path}: {source}")]
-    Open { path: String, source: rusqlite::Error },
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
 }
@@ -89,8 +94,10 @@ CREATE INDEX IF NOT EXISTS weighings_by_time ON weighings (first_weighed_at);
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let open = || -> Result<Connection, StoreError> {
-            let conn = Connection::open(path)
-                .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+            let conn = Connection::open(path).map_err(|source| StoreError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
             // Central is the system of record and acks depend on its commits.
             conn.pragma_update(None, "synchronous", "FULL")?;
@@ -100,7 +107,10 @@ impl Store {
         let writer = open()?;
         writer.execute_batch(SCHEMA)?;
         let reader = open()?;
-        Ok(Store { writer: Arc::new(Mutex::new(writer)), reader: Arc::new(Mutex::new(reader)) })
+        Ok(Store {
+            writer: Arc::new(Mutex::new(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+        })
     }
 
     fn writer(&self) -> MutexGuard<'_, Connection> {
@@ -118,7 +128,9 @@ impl Store {
     pub fn commit_batch(&self, batch: &Batch) -> Result<CommitOutcome, SinkError> {
         let storage = |e: rusqlite::Error| SinkError::Storage(e.to_string());
         let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(storage)?;
         let (mut head_seq, mut head_hash) = tx
             .query_row(
                 "SELECT head_seq, head_hash FROM chains WHERE device_id = ?1 AND epoch = ?2",
@@ -215,8 +227,11 @@ impl Store {
             clauses.push("plate = ?");
             values.push(plate.clone().into());
         }
-        let where_sql =
-            if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+        let where_sql = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
         let total: i64 = conn.query_row(
             &format!("SELECT COUNT(*) FROM weighings {where_sql}"),
             rusqlite::params_from_iter(values.iter()),
@@ -229,9 +244,17 @@ impl Store {
             "SELECT {WEIGHING_COLUMNS} FROM weighings {where_sql} ORDER BY id DESC LIMIT ? OFFSET ?"
         ))?;
         let items = stmt
-            .query_map(rusqlite::params_from_iter(page_values.iter()), weighing_from_row)?
+            .query_map(
+                rusqlite::params_from_iter(page_values.iter()),
+                weighing_from_row,
+            )?
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(WeighingPage { items, total: total as u64, limit: filter.limit, offset: filter.offset })
+        Ok(WeighingPage {
+            items,
+            total: total as u64,
+            limit: filter.limit,
+            offset: filter.offset,
+        })
     }
 
     pub fn get_weighing(&self, id: i64) -> Result<Option<WeighingView>, StoreError> {
@@ -302,7 +325,11 @@ fn materialize(tx: &rusqlite::Transaction<'_>, record: &Record) -> Result<(), St
     }
 }
 
-fn insert_first(tx: &rusqlite::Transaction<'_>, record: &Record, first: &FirstWeighing) -> rusqlite::Result<()> {
+fn insert_first(
+    tx: &rusqlite::Transaction<'_>,
+    record: &Record,
+    first: &FirstWeighing,
+) -> rusqlite::Result<()> {
     let step: &WeighingStep = &first.first;
     tx.execute(
         "INSERT INTO weighings (device_id, ticket_no, plate, direction, status, unit, decimals,
@@ -327,7 +354,11 @@ fn insert_first(tx: &rusqlite::Transaction<'_>, record: &Record, first: &FirstWe
     Ok(())
 }
 
-fn complete(tx: &rusqlite::Transaction<'_>, record: &Record, second: &SecondWeighing) -> rusqlite::Result<()> {
+fn complete(
+    tx: &rusqlite::Transaction<'_>,
+    record: &Record,
+    second: &SecondWeighing,
+) -> rusqlite::Result<()> {
     let (first, last) = (&second.first, &second.second);
     tx.execute(
         "INSERT INTO weighings (device_id, ticket_no, plate, direction, status, unit, decimals,

@@ -104,12 +104,16 @@ fn default_truck_interval_ms() -> u64 {
 
 fn deserialize_weight<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Weight, D::Error> {
     let text = String::deserialize(d)?;
-    text.parse().map_err(|e| serde::de::Error::custom(format!("{text:?} is not a weight like \"400 kg\": {e}")))
+    text.parse().map_err(|e| {
+        serde::de::Error::custom(format!("{text:?} is not a weight like \"400 kg\": {e}"))
+    })
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: default_http_listen() }
+        HttpConfig {
+            listen: default_http_listen(),
+        }
     }
 }
 impl Default for OutboxConfig {
@@ -122,7 +126,9 @@ impl Default for OutboxConfig {
 }
 impl Default for WeighingConfig {
     fn default() -> Self {
-        WeighingConfig { min_load: default_min_load() }
+        WeighingConfig {
+            min_load: default_min_load(),
+        }
     }
 }
 impl Default for SimulationConfig {
@@ -147,8 +153,14 @@ impl EdgeConfig {
         let config: EdgeConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         valeo_sync::wire::validate_device_id(&config.device_id)
             .map_err(|e| anyhow::anyhow!("device_id: {e}"))?;
-        config.mqtt.validate().map_err(|e| anyhow::anyhow!("[mqtt] {e}"))?;
-        config.uplink.validate().map_err(|e| anyhow::anyhow!("[uplink] {e}"))?;
+        config
+            .mqtt
+            .validate()
+            .map_err(|e| anyhow::anyhow!("[mqtt] {e}"))?;
+        config
+            .uplink
+            .validate()
+            .map_err(|e| anyhow::anyhow!("[uplink] {e}"))?;
         if config.outbox.max_pending_records == 0 {
             anyhow::bail!("[outbox] max_pending_records must be greater than 0");
         }
@@ -192,10 +204,19 @@ mod tests {
     fn errors_name_the_field_and_the_problem() {
         let cases = [
             ("", "device_id"),
-            ("device_id = \"a/b\"\n[simulation]\nenabled = true", "device_id"),
+            (
+                "device_id = \"a/b\"\n[simulation]\nenabled = true",
+                "device_id",
+            ),
             ("device_id = \"b1\"", "no scale configured"),
-            ("device_id = \"b1\"\n[simulation]\nenabled = true\n[weighing]\nmin_load = \"heavy\"", "min_load"),
-            ("device_id = \"b1\"\n[simulation]\nenabled = true\n[uplink]\nmax_batch_records = 0", "max_batch_records"),
+            (
+                "device_id = \"b1\"\n[simulation]\nenabled = true\n[weighing]\nmin_load = \"heavy\"",
+                "min_load",
+            ),
+            (
+                "device_id = \"b1\"\n[simulation]\nenabled = true\n[uplink]\nmax_batch_records = 0",
+                "max_batch_records",
+            ),
             (
                 "device_id = \"b1\"\n[[scales]]\nid = \"s\"\n[scales.transport]\nkind = \"serial\"\npath = \"/dev/ttyS0\"\ndata_bits = 9",
                 "data_bits",

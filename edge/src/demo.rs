@@ -14,7 +14,14 @@ use crate::workflow::{Workflow, WorkflowError};
 /// a truck (the terminal answers "not stable" while the bridge swings).
 const MAX_SETTLE_WAIT_MS: u64 = 30_000;
 
-const PLATES: [&str; 6] = ["OS-VE 101", "OS-VE 202", "EL-AG 33", "CLP-K 7", "VEC-GR 45", "NOH-T 512"];
+const PLATES: [&str; 6] = [
+    "OS-VE 101",
+    "OS-VE 202",
+    "EL-AG 33",
+    "CLP-K 7",
+    "VEC-GR 45",
+    "NOH-T 512",
+];
 
 /// Runs forever: one truck after another.
 pub async fn run(workflow: Workflow, scale: TruckScale, scale_id: String, truck_interval_ms: u64) {
@@ -22,7 +29,11 @@ pub async fn run(workflow: Workflow, scale: TruckScale, scale_id: String, truck_
     loop {
         let plate = PLATES[n % PLATES.len()];
         // Alternate intake (arrives loaded) and outgoing (arrives empty).
-        let direction = if n % 3 == 2 { Direction::Outgoing } else { Direction::Intake };
+        let direction = if n % 3 == 2 {
+            Direction::Outgoing
+        } else {
+            Direction::Intake
+        };
         let tare_kg = 13_000 + (n as i64 % 5) * 740;
         let load_kg = 24_000 + (n as i64 % 7) * 1_260;
         let (first_kg, second_kg) = match direction {
@@ -31,7 +42,8 @@ pub async fn run(workflow: Workflow, scale: TruckScale, scale_id: String, truck_
         };
         n += 1;
         scale.drive_on(first_kg);
-        let ticket = weigh_when_settled(|| workflow.first_weighing(plate, direction, Some(&scale_id))).await;
+        let ticket =
+            weigh_when_settled(|| workflow.first_weighing(plate, direction, Some(&scale_id))).await;
         scale.drive_off();
         let Some(ticket) = ticket else { continue };
         tokio::time::sleep(Duration::from_millis(truck_interval_ms)).await;
@@ -53,7 +65,9 @@ where
         match step().await {
             Ok(ticket) => return Some(ticket),
             Err(WorkflowError::Scale(
-                ScaleError::NotStable | ScaleError::BelowMinimumLoad { .. } | ScaleError::Timeout { .. },
+                ScaleError::NotStable
+                | ScaleError::BelowMinimumLoad { .. }
+                | ScaleError::Timeout { .. },
             )) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }

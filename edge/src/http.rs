@@ -29,27 +29,39 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/scales", get(scales))
         .route("/api/v1/tickets", get(list_tickets).post(first_weighing))
         .route("/api/v1/tickets/{ticket_no}", get(get_ticket))
-        .route("/api/v1/tickets/{ticket_no}/second-weighing", post(second_weighing))
-        .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such resource".into()) })
+        .route(
+            "/api/v1/tickets/{ticket_no}/second-weighing",
+            post(second_weighing),
+        )
+        .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such resource") })
         .with_state(state)
 }
 
-fn problem(status: StatusCode, detail: String) -> Response {
+fn problem(status: StatusCode, detail: &str) -> Response {
     let body = serde_json::json!({
         "type": "about:blank",
         "title": status.canonical_reason().unwrap_or("Error"),
         "status": status.as_u16(),
         "detail": detail,
     });
-    (status, [(header::CONTENT_TYPE, "application/problem+json")], Json(body)).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        Json(body),
+    )
+        .into_response()
 }
 
 impl IntoResponse for WorkflowError {
     fn into_response(self) -> Response {
         let status = match &self {
-            WorkflowError::UnknownScale(_) | WorkflowError::NoOpenTicket(_) => StatusCode::NOT_FOUND,
+            WorkflowError::UnknownScale(_) | WorkflowError::NoOpenTicket(_) => {
+                StatusCode::NOT_FOUND
+            }
             WorkflowError::BadPlate(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            WorkflowError::AlreadyOnSite(..) | WorkflowError::Inconsistent { .. } => StatusCode::CONFLICT,
+            WorkflowError::AlreadyOnSite(..) | WorkflowError::Inconsistent { .. } => {
+                StatusCode::CONFLICT
+            }
             WorkflowError::Scale(
                 ScaleError::NotStable
                 | ScaleError::Overload
@@ -58,13 +70,18 @@ impl IntoResponse for WorkflowError {
                 | ScaleError::Rejected { .. },
             ) => StatusCode::CONFLICT,
             WorkflowError::Scale(_) => StatusCode::SERVICE_UNAVAILABLE,
-            WorkflowError::Outbox(valeo_sync::OutboxError::Full { .. }) => StatusCode::INSUFFICIENT_STORAGE,
+            WorkflowError::Outbox(valeo_sync::OutboxError::Full { .. }) => {
+                StatusCode::INSUFFICIENT_STORAGE
+            }
             WorkflowError::Outbox(_) | WorkflowError::Corrupt(_) => {
                 tracing::error!(error = %self, "weighing failed");
-                return problem(StatusCode::INTERNAL_SERVER_ERROR, "the weighing could not be stored".into());
+                return problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the weighing could not be stored",
+                );
             }
         };
-        problem(status, self.to_string())
+        problem(status, &self.to_string())
     }
 }
 
@@ -90,9 +107,15 @@ fn scale_views(workflow: &Workflow) -> Vec<ScaleView> {
             ScaleView {
                 id: scale.id().to_owned(),
                 connected: status.connected,
-                weight: status.last_reading.as_ref().and_then(|r| r.net).map(|w| w.to_string()),
+                weight: status
+                    .last_reading
+                    .as_ref()
+                    .and_then(|r| r.net)
+                    .map(|w| w.to_string()),
                 stable: status.last_reading.as_ref().map(|r| r.stable),
-                reading_age_ms: status.last_reading_at.map(|at| at.elapsed().as_millis() as u64),
+                reading_age_ms: status
+                    .last_reading_at
+                    .map(|at| at.elapsed().as_millis() as u64),
                 readings_total: status.readings_total,
                 errors_total: status.errors_total,
                 reconnects_total: status.reconnects_total,
@@ -122,7 +145,11 @@ async fn health(State(state): State<AppState>) -> Response {
         "uplink": uplink,
         "scales": scales,
     });
-    let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(body)).into_response()
 }
 
@@ -144,9 +171,17 @@ async fn first_weighing(
 ) -> Response {
     let Json(request) = match body {
         Ok(body) => body,
-        Err(rejection) => return problem(StatusCode::BAD_REQUEST, rejection.body_text()),
+        Err(rejection) => return problem(StatusCode::BAD_REQUEST, &rejection.body_text()),
     };
-    match state.workflow.first_weighing(&request.plate, request.direction, request.scale_id.as_deref()).await {
+    match state
+        .workflow
+        .first_weighing(
+            &request.plate,
+            request.direction,
+            request.scale_id.as_deref(),
+        )
+        .await
+    {
         Ok(ticket) => (StatusCode::CREATED, Json(ticket)).into_response(),
         Err(error) => error.into_response(),
     }
@@ -164,10 +199,17 @@ async fn second_weighing(
     body: Option<Json<SecondWeighingRequest>>,
 ) -> Response {
     let Ok(ticket_no) = ticket_no.parse::<u64>() else {
-        return problem(StatusCode::BAD_REQUEST, format!("ticket number must be an integer, got {ticket_no:?}"));
+        return problem(
+            StatusCode::BAD_REQUEST,
+            &format!("ticket number must be an integer, got {ticket_no:?}"),
+        );
     };
     let request = body.map(|Json(b)| b).unwrap_or_default();
-    match state.workflow.second_weighing(ticket_no, request.scale_id.as_deref()).await {
+    match state
+        .workflow
+        .second_weighing(ticket_no, request.scale_id.as_deref())
+        .await
+    {
         Ok(ticket) => Json(ticket).into_response(),
         Err(error) => error.into_response(),
     }
@@ -187,11 +229,14 @@ async fn list_tickets(
 ) -> Response {
     let params = match params {
         Ok(axum::extract::Query(p)) => p,
-        Err(rejection) => return problem(StatusCode::BAD_REQUEST, rejection.body_text()),
+        Err(rejection) => return problem(StatusCode::BAD_REQUEST, &rejection.body_text()),
     };
     let limit = params.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return problem(StatusCode::BAD_REQUEST, format!("limit must be 1..=1000, got {limit}"));
+        return problem(
+            StatusCode::BAD_REQUEST,
+            &format!("limit must be 1..=1000, got {limit}"),
+        );
     }
     match state.workflow.tickets(params.open, limit).await {
         Ok(tickets) => Json(tickets).into_response(),
@@ -201,11 +246,17 @@ async fn list_tickets(
 
 async fn get_ticket(State(state): State<AppState>, Path(ticket_no): Path<String>) -> Response {
     let Ok(ticket_no) = ticket_no.parse::<u64>() else {
-        return problem(StatusCode::BAD_REQUEST, format!("ticket number must be an integer, got {ticket_no:?}"));
+        return problem(
+            StatusCode::BAD_REQUEST,
+            &format!("ticket number must be an integer, got {ticket_no:?}"),
+        );
     };
     match state.workflow.ticket(ticket_no).await {
         Ok(Some(ticket)) => Json(ticket).into_response(),
-        Ok(None) => problem(StatusCode::NOT_FOUND, format!("no ticket number {ticket_no}")),
+        Ok(None) => problem(
+            StatusCode::NOT_FOUND,
+            &format!("no ticket number {ticket_no}"),
+        ),
         Err(error) => error.into_response(),
     }
 }

@@ -33,14 +33,19 @@ pub async fn run(
     config: EdgeConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| anyhow::anyhow!("cannot create data_dir {}: {e}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        anyhow::anyhow!("cannot create data_dir {}: {e}", config.data_dir.display())
+    })?;
     let limits = OutboxLimits {
         max_pending_records: config.outbox.max_pending_records,
         keep_acked_records: config.outbox.keep_acked_records,
         ..OutboxLimits::default()
     };
-    let outbox = Outbox::open(&config.data_dir.join("outbox.db"), &config.device_id, limits)?;
+    let outbox = Outbox::open(
+        &config.data_dir.join("outbox.db"),
+        &config.device_id,
+        limits,
+    )?;
     tracing::info!(device_id = %config.device_id, epoch = %outbox.epoch(), "outbox open");
 
     // The simulated terminal lives as long as this function.
@@ -49,7 +54,9 @@ pub async fn run(
     if config.simulation.enabled {
         let truck_scale = TruckScale::new(TruckScaleParams::default());
         let pty = PtyScale::spawn(truck_scale.clone(), Arc::new(Mutex::new(Faults::default())))
-            .map_err(|e| anyhow::anyhow!("cannot create the simulated scale's pseudo-terminal: {e}"))?;
+            .map_err(|e| {
+                anyhow::anyhow!("cannot create the simulated scale's pseudo-terminal: {e}")
+            })?;
         tracing::info!(path = %pty.path().display(), "simulated MT-SICS terminal on a pseudo-terminal");
         scale_configs.push(device::ScaleConfig::new(
             config.simulation.scale_id.clone(),
@@ -66,7 +73,8 @@ pub async fn run(
     }
     let scales: Vec<_> = scale_configs.into_iter().map(device::spawn).collect();
 
-    let uplink = valeo_sync::uplink::spawn(&config.mqtt, config.uplink.clone(), outbox.clone(), VERSION);
+    let uplink =
+        valeo_sync::uplink::spawn(&config.mqtt, config.uplink.clone(), outbox.clone(), VERSION);
     let notify = uplink.clone();
     let workflow = Workflow::new(
         outbox,
@@ -85,12 +93,18 @@ pub async fn run(
         ));
     }
 
-    let state = http::AppState { workflow, uplink, device_id: config.device_id.clone() };
+    let state = http::AppState {
+        workflow,
+        uplink,
+        device_id: config.device_id.clone(),
+    };
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for HTTP on {}: {e}", config.http.listen))?;
     tracing::info!(http = %config.http.listen, "edge agent running");
-    axum::serve(listener, http::app(state)).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, http::app(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
     drop(simulated);
     Ok(())
 }

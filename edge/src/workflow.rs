@@ -19,7 +19,8 @@ use valeo_drivers::scale::ScaleError;
 use valeo_drivers::scale::device::ScaleHandle;
 use valeo_drivers::scale::reading::{LegalWeighing, Weight};
 use valeo_records::{
-    Direction, FirstWeighing, KIND_FIRST_WEIGHING, KIND_SECOND_WEIGHING, SecondWeighing, WeighingStep,
+    Direction, FirstWeighing, KIND_FIRST_WEIGHING, KIND_SECOND_WEIGHING, SecondWeighing,
+    WeighingStep,
 };
 use valeo_sync::OutboxError;
 use valeo_sync::outbox::{AppendError, Outbox};
@@ -129,7 +130,13 @@ impl Workflow {
                 CREATE INDEX IF NOT EXISTS tickets_open ON tickets (state, plate);",
             )
         })?;
-        Ok(Workflow { outbox, scales: Arc::new(scales), min_load, clock, on_record })
+        Ok(Workflow {
+            outbox,
+            scales: Arc::new(scales),
+            min_load,
+            clock,
+            on_record,
+        })
     }
 
     pub fn scales(&self) -> &[ScaleHandle] {
@@ -147,7 +154,10 @@ impl Workflow {
                 .iter()
                 .find(|s| s.id() == id)
                 .ok_or_else(|| WorkflowError::UnknownScale(id.to_owned())),
-            None => self.scales.first().ok_or_else(|| WorkflowError::UnknownScale("(none)".into())),
+            None => self
+                .scales
+                .first()
+                .ok_or_else(|| WorkflowError::UnknownScale("(none)".into())),
         }
     }
 
@@ -156,7 +166,10 @@ impl Workflow {
             scale_id: weighing.terminal_id,
             weight: weighing.weight,
             alibi_id: weighing.alibi_id,
-            weighed_at: self.clock.now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            weighed_at: self
+                .clock
+                .now()
+                .to_rfc3339_opts(SecondsFormat::Millis, true),
         }
     }
 
@@ -171,38 +184,51 @@ impl Workflow {
         if let Some(open) = self.open_ticket_for(&plate).await? {
             return Err(WorkflowError::AlreadyOnSite(plate, open));
         }
-        let weighing = self.scale(scale_id)?.register_weighing(self.min_load).await?;
+        let weighing = self
+            .scale(scale_id)?
+            .register_weighing(self.min_load)
+            .await?;
         let step = self.step(weighing);
         let workflow = self.clone();
         let ticket = tokio::task::spawn_blocking(move || {
-            workflow.outbox.append_with(KIND_FIRST_WEIGHING, workflow.clock.now(), |tx| {
-                let plate_taken: Option<i64> = tx
-                    .query_row(
-                        "SELECT ticket_no FROM tickets WHERE state = 'open' AND plate = ?1",
-                        params![plate],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if let Some(no) = plate_taken {
-                    return Err(WorkflowError::AlreadyOnSite(plate.clone(), no as u64));
-                }
-                let last: i64 = tx.query_row("SELECT COALESCE(MAX(ticket_no), 0) FROM tickets", [], |r| r.get(0))?;
-                let ticket_no = last as u64 + 1;
-                let payload = FirstWeighing { ticket_no, plate: plate.clone(), direction, first: step.clone() };
-                let ticket = Ticket {
-                    ticket_no,
-                    plate: plate.clone(),
-                    direction,
-                    state: TicketState::Open,
-                    first: step,
-                    second: None,
-                    gross: None,
-                    tare: None,
-                    net: None,
-                };
-                save(tx, &ticket)?;
-                Ok((to_json(&payload)?, ticket))
-            })
+            workflow
+                .outbox
+                .append_with(KIND_FIRST_WEIGHING, workflow.clock.now(), |tx| {
+                    let plate_taken: Option<i64> = tx
+                        .query_row(
+                            "SELECT ticket_no FROM tickets WHERE state = 'open' AND plate = ?1",
+                            params![plate],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    if let Some(no) = plate_taken {
+                        return Err(WorkflowError::AlreadyOnSite(plate.clone(), no as u64));
+                    }
+                    let last: i64 =
+                        tx.query_row("SELECT COALESCE(MAX(ticket_no), 0) FROM tickets", [], |r| {
+                            r.get(0)
+                        })?;
+                    let ticket_no = last as u64 + 1;
+                    let payload = FirstWeighing {
+                        ticket_no,
+                        plate: plate.clone(),
+                        direction,
+                        first: step.clone(),
+                    };
+                    let ticket = Ticket {
+                        ticket_no,
+                        plate: plate.clone(),
+                        direction,
+                        state: TicketState::Open,
+                        first: step,
+                        second: None,
+                        gross: None,
+                        tare: None,
+                        net: None,
+                    };
+                    save(tx, &ticket)?;
+                    Ok((to_json(&payload)?, ticket))
+                })
         })
         .await
         .map_err(|e| WorkflowError::Corrupt(e.to_string()))?
@@ -214,41 +240,58 @@ impl Workflow {
     }
 
     /// Takes the second weighing of an open ticket and completes it.
-    pub async fn second_weighing(&self, ticket_no: u64, scale_id: Option<&str>) -> Result<Ticket, WorkflowError> {
-        let open = self.ticket(ticket_no).await?.filter(|t| t.state == TicketState::Open);
+    pub async fn second_weighing(
+        &self,
+        ticket_no: u64,
+        scale_id: Option<&str>,
+    ) -> Result<Ticket, WorkflowError> {
+        let open = self
+            .ticket(ticket_no)
+            .await?
+            .filter(|t| t.state == TicketState::Open);
         if open.is_none() {
             return Err(WorkflowError::NoOpenTicket(ticket_no));
         }
-        let weighing = self.scale(scale_id)?.register_weighing(self.min_load).await?;
+        let weighing = self
+            .scale(scale_id)?
+            .register_weighing(self.min_load)
+            .await?;
         let step = self.step(weighing);
         let workflow = self.clone();
         let ticket = tokio::task::spawn_blocking(move || {
-            workflow.outbox.append_with(KIND_SECOND_WEIGHING, workflow.clock.now(), |tx| {
-                // Re-read inside the transaction: another request may have
-                // completed the ticket while the scale was settling.
-                let mut ticket = load(tx, ticket_no)?
-                    .filter(|t| t.state == TicketState::Open)
-                    .ok_or(WorkflowError::NoOpenTicket(ticket_no))?;
-                let (gross, tare, net) = valeo_records::gross_tare_net(&ticket.first.weight, &step.weight)
-                    .map_err(|e| WorkflowError::Inconsistent { ticket_no, reason: e.to_string() })?;
-                let payload = SecondWeighing {
-                    ticket_no,
-                    plate: ticket.plate.clone(),
-                    direction: ticket.direction,
-                    first: ticket.first.clone(),
-                    second: step.clone(),
-                    gross,
-                    tare,
-                    net,
-                };
-                ticket.state = TicketState::Complete;
-                ticket.second = Some(step);
-                ticket.gross = Some(gross);
-                ticket.tare = Some(tare);
-                ticket.net = Some(net);
-                save(tx, &ticket)?;
-                Ok((to_json(&payload)?, ticket))
-            })
+            workflow
+                .outbox
+                .append_with(KIND_SECOND_WEIGHING, workflow.clock.now(), |tx| {
+                    // Re-read inside the transaction: another request may have
+                    // completed the ticket while the scale was settling.
+                    let mut ticket = load(tx, ticket_no)?
+                        .filter(|t| t.state == TicketState::Open)
+                        .ok_or(WorkflowError::NoOpenTicket(ticket_no))?;
+                    let (gross, tare, net) =
+                        valeo_records::gross_tare_net(&ticket.first.weight, &step.weight).map_err(
+                            |e| WorkflowError::Inconsistent {
+                                ticket_no,
+                                reason: e.to_string(),
+                            },
+                        )?;
+                    let payload = SecondWeighing {
+                        ticket_no,
+                        plate: ticket.plate.clone(),
+                        direction: ticket.direction,
+                        first: ticket.first.clone(),
+                        second: step.clone(),
+                        gross,
+                        tare,
+                        net,
+                    };
+                    ticket.state = TicketState::Complete;
+                    ticket.second = Some(step);
+                    ticket.gross = Some(gross);
+                    ticket.tare = Some(tare);
+                    ticket.net = Some(net);
+                    save(tx, &ticket)?;
+                    Ok((to_json(&payload)?, ticket))
+                })
         })
         .await
         .map_err(|e| WorkflowError::Corrupt(e.to_string()))?
@@ -275,7 +318,9 @@ impl Workflow {
                     "SELECT ticket FROM tickets WHERE (?1 = 0 OR state = 'open')
                      ORDER BY ticket_no DESC LIMIT ?2",
                 )?;
-                let rows = stmt.query_map(params![open_only as i64, limit as i64], |r| r.get::<_, String>(0))?;
+                let rows = stmt.query_map(params![open_only as i64, limit as i64], |r| {
+                    r.get::<_, String>(0)
+                })?;
                 rows.map(|row| parse_ticket(&row?)).collect()
             })
         })
@@ -305,7 +350,10 @@ impl Workflow {
 
 fn normalise_plate(plate: &str) -> Result<String, WorkflowError> {
     let plate = plate.trim().to_uppercase();
-    if plate.is_empty() || plate.chars().count() > MAX_PLATE_CHARS || plate.chars().any(char::is_control) {
+    if plate.is_empty()
+        || plate.chars().count() > MAX_PLATE_CHARS
+        || plate.chars().any(char::is_control)
+    {
         return Err(WorkflowError::BadPlate(plate));
     }
     Ok(plate)
@@ -323,14 +371,23 @@ fn save(conn: &rusqlite::Connection, ticket: &Ticket) -> Result<(), WorkflowErro
     conn.execute(
         "INSERT INTO tickets (ticket_no, plate, state, ticket) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (ticket_no) DO UPDATE SET state = excluded.state, ticket = excluded.ticket",
-        params![ticket.ticket_no as i64, ticket.plate, state, serde_json::to_string(ticket).unwrap_or_default()],
+        params![
+            ticket.ticket_no as i64,
+            ticket.plate,
+            state,
+            serde_json::to_string(ticket).unwrap_or_default()
+        ],
     )?;
     Ok(())
 }
 
 fn load(conn: &rusqlite::Connection, ticket_no: u64) -> Result<Option<Ticket>, WorkflowError> {
     let text: Option<String> = conn
-        .query_row("SELECT ticket FROM tickets WHERE ticket_no = ?1", params![ticket_no as i64], |r| r.get(0))
+        .query_row(
+            "SELECT ticket FROM tickets WHERE ticket_no = ?1",
+            params![ticket_no as i64],
+            |r| r.get(0),
+        )
         .optional()?;
     text.as_deref().map(parse_ticket).transpose()
 }
@@ -349,12 +406,17 @@ fn parse_ticket(text: &str) -> Result<Ticket, WorkflowError> {
         tare: Option<Weight>,
         net: Option<Weight>,
     }
-    let s: Stored = serde_json::from_str(text).map_err(|e| WorkflowError::Corrupt(e.to_string()))?;
+    let s: Stored =
+        serde_json::from_str(text).map_err(|e| WorkflowError::Corrupt(e.to_string()))?;
     Ok(Ticket {
         ticket_no: s.ticket_no,
         plate: s.plate,
         direction: s.direction,
-        state: if s.state == "complete" { TicketState::Complete } else { TicketState::Open },
+        state: if s.state == "complete" {
+            TicketState::Complete
+        } else {
+            TicketState::Open
+        },
         first: s.first,
         second: s.second,
         gross: s.gross,

@@ -27,7 +27,10 @@ pub enum WireError {
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
     #[error("outbox database {path}: {source}")]
-    Open { path: String, source: rusqlite::Error },
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
     #[error("outbox database: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error(
@@ -38,7 +41,10 @@ pub enum OutboxError {
     #[error("outbox holds a corrupt record at seq {seq}: {reason}")]
     Corrupt { seq: u64, reason: String },
     #[error("outbox is full: {pending_records} records pending, limit {max_pending_records}")]
-    Full { pending_records: u64, max_pending_records: u64 },
+    Full {
+        pending_records: u64,
+        max_pending_records: u64,
+    },
     #[error("payload of kind {kind:?} is not valid JSON: {reason}")]
     Payload { kind: String, reason: String },
     #[error("outbox worker stopped")]

@@ -72,12 +72,17 @@ impl BrokerConfig {
             return Err("host must not be empty".into());
         }
         if !(5..=300).contains(&self.keep_alive_s) {
-            return Err(format!("keep_alive_s must be 5..=300, got {}", self.keep_alive_s));
+            return Err(format!(
+                "keep_alive_s must be 5..=300, got {}",
+                self.keep_alive_s
+            ));
         }
         if self.reconnect_backoff_min_ms == 0
             || self.reconnect_backoff_min_ms > self.reconnect_backoff_max_ms
         {
-            return Err("reconnect_backoff_min_ms must be > 0 and <= reconnect_backoff_max_ms".into());
+            return Err(
+                "reconnect_backoff_min_ms must be > 0 and <= reconnect_backoff_max_ms".into(),
+            );
         }
         if self.username.is_some() != self.password.is_some() {
             return Err("username and password must be given together".into());
@@ -111,9 +116,16 @@ impl BrokerConfig {
 #[derive(Debug)]
 pub(crate) enum LinkEvent {
     /// CONNACK received; `session_present` tells whether the broker kept our session.
-    Connected { session_present: bool },
-    Disconnected { reason: String },
-    Message { topic: String, payload: bytes::Bytes },
+    Connected {
+        session_present: bool,
+    },
+    Disconnected {
+        reason: String,
+    },
+    Message {
+        topic: String,
+        payload: bytes::Bytes,
+    },
 }
 
 /// Capacity of the request channel into rumqttc. Small on purpose: records
@@ -132,26 +144,42 @@ pub(crate) fn connect(
     let (client, eventloop) =
         AsyncClient::new(config.options(client_id, will), REQUEST_CHANNEL_CAPACITY);
     let (tx, rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
-    let backoff = Backoff::new(config.reconnect_backoff_min_ms, config.reconnect_backoff_max_ms);
+    let backoff = Backoff::new(
+        config.reconnect_backoff_min_ms,
+        config.reconnect_backoff_max_ms,
+    );
     tokio::spawn(own_event_loop(eventloop, tx, backoff));
     (client, rx)
 }
 
-async fn own_event_loop(mut eventloop: EventLoop, tx: mpsc::Sender<LinkEvent>, mut backoff: Backoff) {
+async fn own_event_loop(
+    mut eventloop: EventLoop,
+    tx: mpsc::Sender<LinkEvent>,
+    mut backoff: Backoff,
+) {
     loop {
         let event = match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(connack))) => {
                 backoff.reset();
-                LinkEvent::Connected { session_present: connack.session_present }
+                LinkEvent::Connected {
+                    session_present: connack.session_present,
+                }
             }
-            Ok(Event::Incoming(Packet::Publish(publish))) => {
-                LinkEvent::Message { topic: publish.topic, payload: publish.payload }
-            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => LinkEvent::Message {
+                topic: publish.topic,
+                payload: publish.payload,
+            },
             Ok(_) => continue,
             Err(error) => {
                 let delay = backoff.next_delay();
                 tracing::warn!(%error, delay_ms = delay.as_millis() as u64, "MQTT connection lost, reconnecting");
-                if tx.send(LinkEvent::Disconnected { reason: error.to_string() }).await.is_err() {
+                if tx
+                    .send(LinkEvent::Disconnected {
+                        reason: error.to_string(),
+                    })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 tokio::time::sleep(delay).await;
@@ -180,7 +208,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(min_ms: u64, max_ms: u64) -> Backoff {
-        Backoff { min_ms: min_ms.max(1), max_ms: max_ms.max(min_ms.max(1)), attempt: 0 }
+        Backoff {
+            min_ms: min_ms.max(1),
+            max_ms: max_ms.max(min_ms.max(1)),
+            attempt: 0,
+        }
     }
 
     pub fn reset(&mut self) {
@@ -189,7 +221,10 @@ impl Backoff {
 
     /// The next delay: uniformly random in `[min, min * 2^attempt]`, never above `max`.
     pub fn next_delay(&mut self) -> Duration {
-        let ceiling = self.min_ms.saturating_mul(1u64 << self.attempt.min(20)).min(self.max_ms);
+        let ceiling = self
+            .min_ms
+            .saturating_mul(1u64 << self.attempt.min(20))
+            .min(self.max_ms);
         self.attempt = self.attempt.saturating_add(1);
         Duration::from_millis(rand::rng().random_range(self.min_ms..=ceiling))
     }
@@ -207,14 +242,24 @@ mod tests {
             assert!((100..=1_000).contains(&delay), "{delay}");
         }
         backoff.reset();
-        assert_eq!(backoff.next_delay().as_millis(), 100, "first delay after reset is the minimum");
+        assert_eq!(
+            backoff.next_delay().as_millis(),
+            100,
+            "first delay after reset is the minimum"
+        );
     }
 
     #[test]
     fn broker_config_validation_names_the_problem() {
-        let bad = BrokerConfig { keep_alive_s: 1, ..BrokerConfig::default() };
+        let bad = BrokerConfig {
+            keep_alive_s: 1,
+            ..BrokerConfig::default()
+        };
         assert!(bad.validate().unwrap_err().contains("keep_alive_s"));
-        let bad = BrokerConfig { username: Some("u".into()), ..BrokerConfig::default() };
+        let bad = BrokerConfig {
+            username: Some("u".into()),
+            ..BrokerConfig::default()
+        };
         assert!(bad.validate().unwrap_err().contains("together"));
         BrokerConfig::default().validate().unwrap();
     }

@@ -91,8 +91,10 @@ impl Outbox {
     /// database gets a fresh random epoch.
     pub fn open(path: &Path, device_id: &str, limits: OutboxLimits) -> Result<Outbox, OutboxError> {
         validate_device_id(device_id)?;
-        let conn = Connection::open(path)
-            .map_err(|source| OutboxError::Open { path: path.display().to_string(), source })?;
+        let conn = Connection::open(path).map_err(|source| OutboxError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // Weighings are legal records: a commit must survive a power cut.
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -112,7 +114,9 @@ impl Outbox {
         let mut conn = conn;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let stored: Option<String> = tx
-            .query_row("SELECT value FROM meta WHERE key = 'device_id'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'device_id'", [], |r| {
+                r.get(0)
+            })
             .optional()?;
         let epoch = match stored {
             Some(stored) if stored != device_id => {
@@ -133,13 +137,21 @@ impl Outbox {
                     ("head_hash", GENESIS_HASH),
                     ("acked_seq", "0"),
                 ] {
-                    tx.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", params![key, value])?;
+                    tx.execute(
+                        "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+                        params![key, value],
+                    )?;
                 }
                 epoch
             }
         };
         tx.commit()?;
-        Ok(Outbox { conn: Arc::new(Mutex::new(conn)), device_id: device_id.to_owned(), epoch, limits })
+        Ok(Outbox {
+            conn: Arc::new(Mutex::new(conn)),
+            device_id: device_id.to_owned(),
+            epoch,
+            limits,
+        })
     }
 
     pub fn device_id(&self) -> &str {
@@ -153,7 +165,9 @@ impl Outbox {
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent
         // (the transaction rolls back), so a poisoned lock is still usable.
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Appends one record durably and returns it. Blocking: call it from a
@@ -187,7 +201,9 @@ impl Outbox {
         let outbox_err = |e: OutboxError| AppendError::Outbox(e);
         let sql_err = |e: rusqlite::Error| AppendError::Outbox(OutboxError::Sqlite(e));
         let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err)?;
         let head_seq = get_meta_u64(&tx, "head_seq").map_err(outbox_err)?;
         let acked_seq = get_meta_u64(&tx, "acked_seq").map_err(outbox_err)?;
         let pending = head_seq.saturating_sub(acked_seq);
@@ -198,7 +214,9 @@ impl Outbox {
             }));
         }
         let (payload, value) = build(&tx).map_err(AppendError::Caller)?;
-        let payload_bytes = serde_json::to_vec(&payload).map(|v| v.len()).unwrap_or(usize::MAX);
+        let payload_bytes = serde_json::to_vec(&payload)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if payload_bytes > self.limits.max_payload_bytes {
             return Err(AppendError::Outbox(OutboxError::Payload {
                 kind: kind.to_owned(),
@@ -261,7 +279,11 @@ impl Outbox {
 
     /// Up to `max_records` unacknowledged records with `seq > after_seq`, in
     /// order. Each row is checked against its hash before it leaves the box.
-    pub fn pending_after(&self, after_seq: u64, max_records: usize) -> Result<Vec<Record>, OutboxError> {
+    pub fn pending_after(
+        &self,
+        after_seq: u64,
+        max_records: usize,
+    ) -> Result<Vec<Record>, OutboxError> {
         let conn = self.lock();
         let acked_seq = get_meta_u64(&conn, "acked_seq")?;
         let from = after_seq.max(acked_seq);
@@ -283,8 +305,10 @@ impl Outbox {
         for row in rows {
             let (seq, kind, created_at, payload, prev_hash, hash) = row?;
             let seq = seq as u64;
-            let payload = serde_json::from_str(&payload)
-                .map_err(|e| OutboxError::Corrupt { seq, reason: e.to_string() })?;
+            let payload = serde_json::from_str(&payload).map_err(|e| OutboxError::Corrupt {
+                seq,
+                reason: e.to_string(),
+            })?;
             let record = Record {
                 device_id: self.device_id.clone(),
                 epoch: self.epoch.clone(),
@@ -295,9 +319,10 @@ impl Outbox {
                 prev_hash,
                 hash,
             };
-            record
-                .verify_hash()
-                .map_err(|e| OutboxError::Corrupt { seq, reason: e.to_string() })?;
+            record.verify_hash().map_err(|e| OutboxError::Corrupt {
+                seq,
+                reason: e.to_string(),
+            })?;
             out.push(record);
         }
         Ok(out)
@@ -320,17 +345,29 @@ impl Outbox {
         }
         tx.execute(
             "UPDATE records SET acked_at = ?1 WHERE seq > ?2 AND seq <= ?3",
-            params![now.to_rfc3339_opts(SecondsFormat::Millis, true), previous as i64, acked_seq as i64],
+            params![
+                now.to_rfc3339_opts(SecondsFormat::Millis, true),
+                previous as i64,
+                acked_seq as i64
+            ],
         )?;
         set_meta(&tx, "acked_seq", &acked_seq.to_string())?;
         let keep_from = acked_seq.saturating_sub(self.limits.keep_acked_records);
-        tx.execute("DELETE FROM records WHERE seq <= ?1", params![keep_from as i64])?;
+        tx.execute(
+            "DELETE FROM records WHERE seq <= ?1",
+            params![keep_from as i64],
+        )?;
         tx.commit()?;
         Ok(acked_seq - previous)
     }
 
     /// [`Outbox::ack`] on the blocking thread pool.
-    pub async fn ack_async(&self, epoch: String, acked_seq: u64, now: DateTime<Utc>) -> Result<u64, OutboxError> {
+    pub async fn ack_async(
+        &self,
+        epoch: String,
+        acked_seq: u64,
+        now: DateTime<Utc>,
+    ) -> Result<u64, OutboxError> {
         let outbox = self.clone();
         tokio::task::spawn_blocking(move || outbox.ack(&epoch, acked_seq, now))
             .await
@@ -341,7 +378,11 @@ impl Outbox {
         let conn = self.lock();
         let head_seq = get_meta_u64(&conn, "head_seq")?;
         let acked_seq = get_meta_u64(&conn, "acked_seq")?;
-        Ok(OutboxStats { head_seq, acked_seq, pending_records: head_seq.saturating_sub(acked_seq) })
+        Ok(OutboxStats {
+            head_seq,
+            acked_seq,
+            pending_records: head_seq.saturating_sub(acked_seq),
+        })
     }
 
     /// Reads one record by seq, acknowledged or not, if it is still kept.
@@ -362,9 +403,13 @@ impl Outbox {
                 },
             )
             .optional()?;
-        let Some((kind, created_at, payload, prev_hash, hash)) = row else { return Ok(None) };
-        let payload =
-            serde_json::from_str(&payload).map_err(|e| OutboxError::Corrupt { seq, reason: e.to_string() })?;
+        let Some((kind, created_at, payload, prev_hash, hash)) = row else {
+            return Ok(None);
+        };
+        let payload = serde_json::from_str(&payload).map_err(|e| OutboxError::Corrupt {
+            seq,
+            reason: e.to_string(),
+        })?;
         Ok(Some(Record {
             device_id: self.device_id.clone(),
             epoch: self.epoch.clone(),
@@ -379,14 +424,18 @@ impl Outbox {
 }
 
 fn get_meta(conn: &Connection, key: &str) -> Result<Option<String>, rusqlite::Error> {
-    conn.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0)).optional()
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+        r.get(0)
+    })
+    .optional()
 }
 
 fn get_meta_u64(conn: &Connection, key: &str) -> Result<u64, OutboxError> {
     let value = get_meta(conn, key)?.unwrap_or_else(|| "0".to_owned());
-    value
-        .parse()
-        .map_err(|_| OutboxError::Corrupt { seq: 0, reason: format!("meta {key} = {value:?}") })
+    value.parse().map_err(|_| OutboxError::Corrupt {
+        seq: 0,
+        reason: format!("meta {key} = {value:?}"),
+    })
 }
 
 fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), rusqlite::Error> {
@@ -404,7 +453,12 @@ mod tests {
     use serde_json::json;
 
     fn open(dir: &tempfile::TempDir) -> Outbox {
-        Outbox::open(&dir.path().join("outbox.db"), "box-1", OutboxLimits::default()).unwrap()
+        Outbox::open(
+            &dir.path().join("outbox.db"),
+            "box-1",
+            OutboxLimits::default(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -413,14 +467,21 @@ mod tests {
         let outbox = open(&dir);
         let epoch = outbox.epoch().to_owned();
         for n in 0..3 {
-            outbox.append("test", json!({ "n": n }), Utc::now()).unwrap();
+            outbox
+                .append("test", json!({ "n": n }), Utc::now())
+                .unwrap();
         }
         drop(outbox);
         let outbox = open(&dir);
         assert_eq!(outbox.epoch(), epoch, "reopening keeps the epoch");
-        let fourth = outbox.append("test", json!({ "n": 3 }), Utc::now()).unwrap();
+        let fourth = outbox
+            .append("test", json!({ "n": 3 }), Utc::now())
+            .unwrap();
         let all = outbox.pending_after(0, 100).unwrap();
-        assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        assert_eq!(
+            all.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
         assert_eq!(all[0].prev_hash, GENESIS_HASH);
         for pair in all.windows(2) {
             assert_eq!(pair[1].prev_hash, pair[0].hash);
@@ -440,17 +501,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let outbox = open(&dir);
         for n in 0..5 {
-            outbox.append("test", json!({ "n": n }), Utc::now()).unwrap();
+            outbox
+                .append("test", json!({ "n": n }), Utc::now())
+                .unwrap();
         }
         assert_eq!(outbox.ack("other-epoch", 5, Utc::now()).unwrap(), 0);
-        assert_eq!(outbox.ack(outbox.epoch(), 9, Utc::now()).unwrap(), 0, "beyond head");
+        assert_eq!(
+            outbox.ack(outbox.epoch(), 9, Utc::now()).unwrap(),
+            0,
+            "beyond head"
+        );
         assert_eq!(outbox.ack(outbox.epoch(), 3, Utc::now()).unwrap(), 3);
-        assert_eq!(outbox.ack(outbox.epoch(), 2, Utc::now()).unwrap(), 0, "stale ack");
-        let pending: Vec<u64> = outbox.pending_after(0, 100).unwrap().iter().map(|r| r.seq).collect();
+        assert_eq!(
+            outbox.ack(outbox.epoch(), 2, Utc::now()).unwrap(),
+            0,
+            "stale ack"
+        );
+        let pending: Vec<u64> = outbox
+            .pending_after(0, 100)
+            .unwrap()
+            .iter()
+            .map(|r| r.seq)
+            .collect();
         assert_eq!(pending, vec![4, 5]);
         assert_eq!(
             outbox.stats().unwrap(),
-            OutboxStats { head_seq: 5, acked_seq: 3, pending_records: 2 }
+            OutboxStats {
+                head_seq: 5,
+                acked_seq: 3,
+                pending_records: 2
+            }
         );
         // Acknowledged records stay readable locally until pruned.
         assert!(outbox.get(1).unwrap().is_some());
@@ -460,19 +540,29 @@ mod tests {
     fn refuses_a_database_of_another_device() {
         let dir = tempfile::tempdir().unwrap();
         drop(open(&dir));
-        let err = Outbox::open(&dir.path().join("outbox.db"), "box-2", OutboxLimits::default())
-            .unwrap_err();
+        let err = Outbox::open(
+            &dir.path().join("outbox.db"),
+            "box-2",
+            OutboxLimits::default(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("box-1"), "{err}");
     }
 
     #[test]
     fn a_full_outbox_refuses_instead_of_dropping() {
         let dir = tempfile::tempdir().unwrap();
-        let limits = OutboxLimits { max_pending_records: 2, ..OutboxLimits::default() };
+        let limits = OutboxLimits {
+            max_pending_records: 2,
+            ..OutboxLimits::default()
+        };
         let outbox = Outbox::open(&dir.path().join("o.db"), "box-1", limits).unwrap();
         outbox.append("a", json!(1), Utc::now()).unwrap();
         outbox.append("a", json!(2), Utc::now()).unwrap();
-        assert!(matches!(outbox.append("a", json!(3), Utc::now()), Err(OutboxError::Full { .. })));
+        assert!(matches!(
+            outbox.append("a", json!(3), Utc::now()),
+            Err(OutboxError::Full { .. })
+        ));
         outbox.ack(outbox.epoch(), 2, Utc::now()).unwrap();
         outbox.append("a", json!(3), Utc::now()).unwrap();
     }
@@ -480,7 +570,10 @@ mod tests {
     #[test]
     fn acked_records_beyond_the_retention_are_pruned_but_the_chain_continues() {
         let dir = tempfile::tempdir().unwrap();
-        let limits = OutboxLimits { keep_acked_records: 1, ..OutboxLimits::default() };
+        let limits = OutboxLimits {
+            keep_acked_records: 1,
+            ..OutboxLimits::default()
+        };
         let outbox = Outbox::open(&dir.path().join("o.db"), "box-1", limits).unwrap();
         for n in 0..4 {
             outbox.append("a", json!(n), Utc::now()).unwrap();
@@ -498,7 +591,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let outbox = open(&dir);
         outbox.append("a", json!({"w": 1}), Utc::now()).unwrap();
-        outbox.lock().execute("UPDATE records SET payload = '{\"w\":2}'", []).unwrap();
+        outbox
+            .lock()
+            .execute("UPDATE records SET payload = '{\"w\":2}'", [])
+            .unwrap();
         let err = outbox.pending_after(0, 10).unwrap_err();
         assert!(matches!(err, OutboxError::Corrupt { seq: 1, .. }), "{err}");
     }

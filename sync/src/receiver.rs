@@ -87,7 +87,11 @@ impl ReceiverCounters {
 
 /// Connects to the broker as `client_id`, subscribes to every device's
 /// records, and serves until the process ends.
-pub fn spawn(broker: &BrokerConfig, client_id: &str, sink: Arc<dyn BatchSink>) -> Arc<ReceiverCounters> {
+pub fn spawn(
+    broker: &BrokerConfig,
+    client_id: &str,
+    sink: Arc<dyn BatchSink>,
+) -> Arc<ReceiverCounters> {
     let (client, events) = mqtt::connect(broker, client_id, None);
     let counters = Arc::new(ReceiverCounters::default());
     tokio::spawn(run(client, events, sink, Arc::clone(&counters)));
@@ -109,7 +113,10 @@ async fn run(
                 }
             }
             LinkEvent::Disconnected { .. } => counters.connected.store(false, Ordering::Relaxed),
-            LinkEvent::Message { topic: name, payload } => {
+            LinkEvent::Message {
+                topic: name,
+                payload,
+            } => {
                 handle_message(&client, &name, &payload, &sink, &counters).await;
             }
         }
@@ -153,8 +160,12 @@ async fn handle_message(
         }
     };
     counters.batches_committed.fetch_add(1, Ordering::Relaxed);
-    counters.records_inserted.fetch_add(outcome.inserted, Ordering::Relaxed);
-    counters.records_duplicate.fetch_add(outcome.duplicates, Ordering::Relaxed);
+    counters
+        .records_inserted
+        .fetch_add(outcome.inserted, Ordering::Relaxed);
+    counters
+        .records_duplicate
+        .fetch_add(outcome.duplicates, Ordering::Relaxed);
     // The commit has returned: only now may the box learn that it is safe.
     let ack = Ack {
         v: PROTOCOL_VERSION,
@@ -162,7 +173,15 @@ async fn handle_message(
         acked_seq: outcome.acked_seq,
         resend_from: outcome.resend_from,
     };
-    if let Err(error) = client.publish(topic::ack(&device_id), QoS::AtLeastOnce, false, ack.encode()).await {
+    if let Err(error) = client
+        .publish(
+            topic::ack(&device_id),
+            QoS::AtLeastOnce,
+            false,
+            ack.encode(),
+        )
+        .await
+    {
         tracing::warn!(%error, device_id, "ack not sent; the box will resend and be acked then");
     }
 }

@@ -21,7 +21,9 @@ use tokio::time::Instant;
 
 use crate::mqtt::{self, BrokerConfig, LinkEvent};
 use crate::outbox::Outbox;
-use crate::wire::{Ack, Batch, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, PROTOCOL_VERSION, Status, topic};
+use crate::wire::{
+    Ack, Batch, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, PROTOCOL_VERSION, Status, topic,
+};
 
 /// Tuning of the uplink; every field has a safe default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,7 +125,12 @@ pub fn spawn(
     software_version: &str,
 ) -> UplinkHandle {
     let device_id = outbox.device_id().to_owned();
-    let offline = Status { v: PROTOCOL_VERSION, online: false, version: None, backlog_records: None };
+    let offline = Status {
+        v: PROTOCOL_VERSION,
+        online: false,
+        version: None,
+        backlog_records: None,
+    };
     let will = mqtt::offline_will(
         topic::status(&device_id),
         serde_json::to_vec(&offline).unwrap_or_default(),
@@ -142,7 +149,10 @@ pub fn spawn(
         connected: false,
     };
     tokio::spawn(uplink.run(events, Arc::clone(&new_records)));
-    UplinkHandle { new_records, status }
+    UplinkHandle {
+        new_records,
+        status,
+    }
 }
 
 struct Uplink {
@@ -185,7 +195,10 @@ impl Uplink {
                 // Whatever was in flight before may be gone with the old
                 // connection; start again from what central has confirmed.
                 self.rewind().await;
-                if let Err(error) = self.client.try_subscribe(topic::ack(&device_id), QoS::AtLeastOnce) {
+                if let Err(error) = self
+                    .client
+                    .try_subscribe(topic::ack(&device_id), QoS::AtLeastOnce)
+                {
                     tracing::warn!(%error, "could not queue the ack subscription");
                 }
                 self.publish_status();
@@ -200,7 +213,10 @@ impl Uplink {
                     s.last_error = Some(reason);
                 });
             }
-            LinkEvent::Message { topic: name, payload } => {
+            LinkEvent::Message {
+                topic: name,
+                payload,
+            } => {
                 if name != topic::ack(&device_id) {
                     return;
                 }
@@ -217,14 +233,19 @@ impl Uplink {
             tracing::warn!(epoch = %ack.epoch, "ignoring an ack for another epoch");
             return;
         }
-        match self.outbox.ack_async(ack.epoch.clone(), ack.acked_seq, Utc::now()).await {
+        match self
+            .outbox
+            .ack_async(ack.epoch.clone(), ack.acked_seq, Utc::now())
+            .await
+        {
             Ok(newly) => self.status.send_modify(|s| s.records_acked += newly),
             Err(error) => {
                 tracing::error!(%error, "could not apply an ack; records stay pending");
                 return;
             }
         }
-        self.inflight.retain(|(last_seq, _)| *last_seq > ack.acked_seq);
+        self.inflight
+            .retain(|(last_seq, _)| *last_seq > ack.acked_seq);
         if let Some(from) = ack.resend_from {
             tracing::info!(from, "central reported a gap; resending");
             self.rewind().await;
@@ -233,11 +254,16 @@ impl Uplink {
 
     async fn check_ack_timeout(&mut self) {
         let timeout = Duration::from_millis(self.config.ack_timeout_ms);
-        if let Some((_, sent_at)) = self.inflight.front() {
-            if sent_at.elapsed() >= timeout {
-                tracing::warn!(ack_timeout_ms = self.config.ack_timeout_ms, "no ack from central; resending");
-                self.rewind().await;
-            }
+        let timed_out = self
+            .inflight
+            .front()
+            .is_some_and(|(_, sent_at)| sent_at.elapsed() >= timeout);
+        if timed_out {
+            tracing::warn!(
+                ack_timeout_ms = self.config.ack_timeout_ms,
+                "no ack from central; resending"
+            );
+            self.rewind().await;
         }
     }
 
@@ -266,15 +292,17 @@ impl Uplink {
         while self.connected && self.inflight.len() < self.config.max_inflight_batches {
             let outbox = self.outbox.clone();
             let (after, max) = (self.sent_upto, self.config.max_batch_records);
-            let records = match tokio::task::spawn_blocking(move || outbox.pending_after(after, max)).await {
-                Ok(Ok(records)) => records,
-                Ok(Err(error)) => {
-                    tracing::error!(%error, "cannot read pending records");
-                    self.status.send_modify(|s| s.last_error = Some(error.to_string()));
-                    return;
-                }
-                Err(_) => return,
-            };
+            let records =
+                match tokio::task::spawn_blocking(move || outbox.pending_after(after, max)).await {
+                    Ok(Ok(records)) => records,
+                    Ok(Err(error)) => {
+                        tracing::error!(%error, "cannot read pending records");
+                        self.status
+                            .send_modify(|s| s.last_error = Some(error.to_string()));
+                        return;
+                    }
+                    Err(_) => return,
+                };
             if records.is_empty() {
                 return;
             }
@@ -282,7 +310,10 @@ impl Uplink {
             let last_seq = batch.last_seq();
             let payload = batch.encode();
             let topic_name = topic::records(self.outbox.device_id());
-            if let Err(error) = self.client.try_publish(topic_name, QoS::AtLeastOnce, false, payload) {
+            if let Err(error) =
+                self.client
+                    .try_publish(topic_name, QoS::AtLeastOnce, false, payload)
+            {
                 // The client's queue is full: the connection is slow or gone.
                 // The records are safe in SQLite; try again on the next tick.
                 tracing::debug!(%error, "MQTT request queue full");
@@ -301,7 +332,9 @@ impl Uplink {
         let mut bytes = 64;
         let mut keep = 0;
         for record in &records {
-            let size = serde_json::to_vec(record).map(|v| v.len()).unwrap_or(usize::MAX);
+            let size = serde_json::to_vec(record)
+                .map(|v| v.len())
+                .unwrap_or(usize::MAX);
             if keep > 0 && bytes + size > self.config.max_batch_bytes {
                 break;
             }
@@ -326,9 +359,12 @@ impl Uplink {
             backlog_records: backlog,
         };
         let payload = serde_json::to_vec(&status).unwrap_or_default();
-        if let Err(error) =
-            self.client.try_publish(topic::status(self.outbox.device_id()), QoS::AtLeastOnce, true, payload)
-        {
+        if let Err(error) = self.client.try_publish(
+            topic::status(self.outbox.device_id()),
+            QoS::AtLeastOnce,
+            true,
+            payload,
+        ) {
             tracing::debug!(%error, "status not published");
         }
     }

@@ -31,7 +31,10 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
         .context("test executable is not in target/<profile>/deps")?;
     let path = profile_dir.join(name);
     if !path.exists() {
-        bail!("{} not found: run `cargo build --bins` before the tests", path.display());
+        bail!(
+            "{} not found: run `cargo build --bins` before the tests",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -60,13 +63,18 @@ impl Process {
             .stderr(err)
             .spawn()
             .with_context(|| format!("cannot start {}", program.display()))?;
-        Ok(Process { name: name.to_owned(), child, log })
+        Ok(Process {
+            name: name.to_owned(),
+            child,
+            log,
+        })
     }
 
     /// Stops the process the hard way, as a power cut or crash would.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // An already-exited child makes both fail; either way it is gone.
+        self.child.kill().ok();
+        self.child.wait().ok();
     }
 
     pub fn log(&self) -> String {
@@ -138,11 +146,16 @@ impl Mosquitto {
             ),
         )?;
         let process = Process::spawn("mosquitto", &program, &["-c", &conf.to_string_lossy()], dir)?;
-        eventually("mosquitto to listen", Duration::from_secs(10), || async move {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-        })
+        eventually(
+            "mosquitto to listen",
+            Duration::from_secs(10),
+            || async move { std::net::TcpStream::connect(("127.0.0.1", port)).ok() },
+        )
         .await?;
-        Ok(Mosquitto { port, _process: process })
+        Ok(Mosquitto {
+            port,
+            _process: process,
+        })
     }
 }
 
@@ -189,7 +202,11 @@ impl Central {
             &["--config", &path.to_string_lossy()],
             dir,
         )?;
-        let central = Central { http_url: format!("http://127.0.0.1:{http_port}"), mqtt_port, process };
+        let central = Central {
+            http_url: format!("http://127.0.0.1:{http_port}"),
+            mqtt_port,
+            process,
+        };
         central.wait_healthy().await?;
         Ok(central)
     }
@@ -216,7 +233,12 @@ pub struct Edge {
 }
 
 impl Edge {
-    pub async fn start(dir: &Path, device_id: &str, mqtt_port: u16, scale_path: &Path) -> anyhow::Result<Edge> {
+    pub async fn start(
+        dir: &Path,
+        device_id: &str,
+        mqtt_port: u16,
+        scale_path: &Path,
+    ) -> anyhow::Result<Edge> {
         let http_port = free_port();
         let data_dir = dir.join("edge-data");
         let config = format!(
@@ -233,15 +255,27 @@ impl Edge {
         );
         let path = dir.join("edge.toml");
         std::fs::write(&path, config)?;
-        let process =
-            Process::spawn("valeo-edge", &binary("valeo-edge")?, &["--config", &path.to_string_lossy()], dir)?;
-        let edge = Edge { http_url: format!("http://127.0.0.1:{http_port}"), data_dir, process };
+        let process = Process::spawn(
+            "valeo-edge",
+            &binary("valeo-edge")?,
+            &["--config", &path.to_string_lossy()],
+            dir,
+        )?;
+        let edge = Edge {
+            http_url: format!("http://127.0.0.1:{http_port}"),
+            data_dir,
+            process,
+        };
         let http = reqwest::Client::new();
         let url = format!("{}/health", edge.http_url);
-        eventually("the edge agent to serve /health", Duration::from_secs(20), || {
-            let (http, url) = (http.clone(), url.clone());
-            async move { get_json(&http, &url).await }
-        })
+        eventually(
+            "the edge agent to serve /health",
+            Duration::from_secs(20),
+            || {
+                let (http, url) = (http.clone(), url.clone());
+                async move { get_json(&http, &url).await }
+            },
+        )
         .await?;
         Ok(edge)
     }
@@ -253,11 +287,19 @@ impl Edge {
             self.data_dir.join("outbox.db"),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )?;
-        Ok(conn.query_row("SELECT COUNT(*) FROM records WHERE acked_at IS NULL", [], |r| r.get(0))?)
+        Ok(conn.query_row(
+            "SELECT COUNT(*) FROM records WHERE acked_at IS NULL",
+            [],
+            |r| r.get(0),
+        )?)
     }
 
     /// Asks for a weighing step, retrying while the scale settles (409).
-    pub async fn weigh(&self, path: &str, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+    pub async fn weigh(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
         let http = reqwest::Client::new();
         let url = format!("{}{path}", self.http_url);
         let mut last = String::new();

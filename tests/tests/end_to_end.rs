@@ -3,6 +3,8 @@
 //! real central, and seen in central's API: against the embedded broker and
 //! against Mosquitto, online and with central down while the edge weighs.
 
+#![allow(clippy::unwrap_used, reason = "a failed step is the test failure; helpers here are test code")]
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,14 +15,21 @@ use valeo_drivers::sim::truck::{TruckScale, TruckScaleParams};
 use valeo_system_tests::{BrokerKind, Central, Edge, Mosquitto, eventually, get_json};
 
 fn quick_scale() -> TruckScale {
-    TruckScale::new(TruckScaleParams { ramp_ms: 400, settle_ms: 400, ..TruckScaleParams::default() })
+    TruckScale::new(TruckScaleParams {
+        ramp_ms: 400,
+        settle_ms: 400,
+        ..TruckScaleParams::default()
+    })
 }
 
 /// Weighs one truck in (40 000 kg loaded) and out (14 980 kg empty).
 async fn weigh_one_truck(edge: &Edge, scale: &TruckScale, plate: &str) -> u64 {
     scale.drive_on(40_000);
     let first = edge
-        .weigh("/api/v1/tickets", json!({"plate": plate, "direction": "intake"}))
+        .weigh(
+            "/api/v1/tickets",
+            json!({"plate": plate, "direction": "intake"}),
+        )
         .await
         .unwrap();
     assert_eq!(first["state"], "open");
@@ -30,7 +39,10 @@ async fn weigh_one_truck(edge: &Edge, scale: &TruckScale, plate: &str) -> u64 {
     tokio::time::sleep(Duration::from_millis(500)).await;
     scale.drive_on(14_980);
     let second = edge
-        .weigh(&format!("/api/v1/tickets/{ticket_no}/second-weighing"), json!({}))
+        .weigh(
+            &format!("/api/v1/tickets/{ticket_no}/second-weighing"),
+            json!({}),
+        )
         .await
         .unwrap();
     assert_eq!(second["state"], "complete");
@@ -42,14 +54,25 @@ async fn weigh_one_truck(edge: &Edge, scale: &TruckScale, plate: &str) -> u64 {
 /// Waits for the ticket in central's API and checks it.
 async fn assert_ticket_at_central(central: &Central, device_id: &str, ticket_no: u64, plate: &str) {
     let http = reqwest::Client::new();
-    let url = format!("{}/api/v1/weighings?device_id={device_id}&status=complete", central.http_url);
-    let item = eventually("the complete ticket at central", Duration::from_secs(30), || {
-        let (http, url) = (http.clone(), url.clone());
-        async move {
-            let page = get_json(&http, &url).await?;
-            page["items"].as_array()?.iter().find(|i| i["ticket_no"] == ticket_no).cloned()
-        }
-    })
+    let url = format!(
+        "{}/api/v1/weighings?device_id={device_id}&status=complete",
+        central.http_url
+    );
+    let item = eventually(
+        "the complete ticket at central",
+        Duration::from_secs(30),
+        || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let page = get_json(&http, &url).await?;
+                page["items"]
+                    .as_array()?
+                    .iter()
+                    .find(|i| i["ticket_no"] == ticket_no)
+                    .cloned()
+            }
+        },
+    )
     .await
     .unwrap();
     assert_eq!(item["plate"], plate);
@@ -61,18 +84,30 @@ async fn assert_ticket_at_central(central: &Central, device_id: &str, ticket_no:
     assert_eq!(item["first"]["scale_id"], "bridge-1");
     // The single-ticket endpoint returns the same ticket.
     let id = item["id"].as_i64().unwrap();
-    let one = get_json(&http, &format!("{}/api/v1/weighings/{id}", central.http_url)).await.unwrap();
+    let one = get_json(
+        &http,
+        &format!("{}/api/v1/weighings/{id}", central.http_url),
+    )
+    .await
+    .unwrap();
     assert_eq!(one, item);
 }
 
 /// Waits until the edge outbox holds nothing central has not acknowledged.
 async fn assert_outbox_drained(edge: &Edge) {
-    eventually("the edge outbox to be fully acknowledged", Duration::from_secs(30), || async {
-        (edge.unacknowledged_records().ok()? == 0).then_some(())
-    })
+    eventually(
+        "the edge outbox to be fully acknowledged",
+        Duration::from_secs(30),
+        || async { (edge.unacknowledged_records().ok()? == 0).then_some(()) },
+    )
     .await
     .unwrap();
-    let health = get_json(&reqwest::Client::new(), &format!("{}/health", edge.http_url)).await.unwrap();
+    let health = get_json(
+        &reqwest::Client::new(),
+        &format!("{}/health", edge.http_url),
+    )
+    .await
+    .unwrap();
     assert_eq!(health["outbox"]["pending_records"], 0);
     assert_eq!(health["outbox"]["acked_seq"], health["outbox"]["head_seq"]);
 }
@@ -83,10 +118,14 @@ async fn two_weighings_reach_central(broker: BrokerKind) {
         BrokerKind::Embedded => None,
         BrokerKind::Mosquitto => Some(Mosquitto::start(dir.path()).await.unwrap()),
     };
-    let central = Central::start(dir.path(), mosquitto.as_ref().map(|m| m.port), None).await.unwrap();
+    let central = Central::start(dir.path(), mosquitto.as_ref().map(|m| m.port), None)
+        .await
+        .unwrap();
     let scale = quick_scale();
     let pty = PtyScale::spawn(scale.clone(), Arc::new(Mutex::new(Faults::default()))).unwrap();
-    let edge = Edge::start(dir.path(), "e2e-box-1", central.mqtt_port, pty.path()).await.unwrap();
+    let edge = Edge::start(dir.path(), "e2e-box-1", central.mqtt_port, pty.path())
+        .await
+        .unwrap();
 
     let ticket_no = weigh_one_truck(&edge, &scale, "OS-AB 123").await;
 
@@ -107,30 +146,48 @@ async fn a_two_pass_weighing_reaches_central_over_mosquitto() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_edge_weighs_while_central_is_down_and_delivers_later() {
     let dir = tempfile::tempdir().unwrap();
-    let (http_port, mqtt_port) = (valeo_system_tests::free_port(), valeo_system_tests::free_port());
+    let (http_port, mqtt_port) = (
+        valeo_system_tests::free_port(),
+        valeo_system_tests::free_port(),
+    );
     let scale = quick_scale();
     // The terminal also sends line noise before its replies.
-    let faults = Arc::new(Mutex::new(Faults { garbage_before_reply: true, ..Faults::default() }));
+    let faults = Arc::new(Mutex::new(Faults {
+        garbage_before_reply: true,
+        ..Faults::default()
+    }));
     let pty = PtyScale::spawn(scale.clone(), Arc::clone(&faults)).unwrap();
 
     // No broker and no central yet: the edge starts and weighs anyway.
-    let edge = Edge::start(dir.path(), "offline-box", mqtt_port, pty.path()).await.unwrap();
+    let edge = Edge::start(dir.path(), "offline-box", mqtt_port, pty.path())
+        .await
+        .unwrap();
     let first_ticket = weigh_one_truck(&edge, &scale, "EL-X 1").await;
-    assert!(edge.unacknowledged_records().unwrap() >= 2, "records wait in the outbox");
+    assert!(
+        edge.unacknowledged_records().unwrap() >= 2,
+        "records wait in the outbox"
+    );
 
     // Central comes up, then dies hard, then comes back: nothing is lost.
-    let mut central = Central::start(dir.path(), None, Some((http_port, mqtt_port))).await.unwrap();
+    let mut central = Central::start(dir.path(), None, Some((http_port, mqtt_port)))
+        .await
+        .unwrap();
     assert_ticket_at_central(&central, "offline-box", first_ticket, "EL-X 1").await;
     central.process.kill();
     let second_ticket = weigh_one_truck(&edge, &scale, "EL-X 2").await;
-    let central = Central::start(dir.path(), None, Some((http_port, mqtt_port))).await.unwrap();
+    let central = Central::start(dir.path(), None, Some((http_port, mqtt_port)))
+        .await
+        .unwrap();
     assert_ticket_at_central(&central, "offline-box", second_ticket, "EL-X 2").await;
     assert_outbox_drained(&edge).await;
 
     // Exactly two tickets, each once.
     let page = get_json(
         &reqwest::Client::new(),
-        &format!("{}/api/v1/weighings?device_id=offline-box", central.http_url),
+        &format!(
+            "{}/api/v1/weighings?device_id=offline-box",
+            central.http_url
+        ),
     )
     .await
     .unwrap();

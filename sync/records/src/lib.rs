@@ -76,12 +76,21 @@ pub enum TicketError {
 /// Outgoing: it comes empty and the first weighing is tare. If the weights
 /// say otherwise (a returned load), the heavier one is still gross: net is
 /// never negative.
-pub fn gross_tare_net(first: &Weight, second: &Weight) -> Result<(Weight, Weight, Weight), TicketError> {
-    let net = first.abs_diff(second).ok_or_else(|| TicketError::IncompatibleWeights {
-        first: first.to_string(),
-        second: second.to_string(),
-    })?;
-    let (gross, tare) = if first.value >= second.value { (*first, *second) } else { (*second, *first) };
+pub fn gross_tare_net(
+    first: &Weight,
+    second: &Weight,
+) -> Result<(Weight, Weight, Weight), TicketError> {
+    let net = first
+        .abs_diff(second)
+        .ok_or_else(|| TicketError::IncompatibleWeights {
+            first: first.to_string(),
+            second: second.to_string(),
+        })?;
+    let (gross, tare) = if first.value >= second.value {
+        (*first, *second)
+    } else {
+        (*second, *first)
+    };
     Ok((gross, tare, net))
 }
 
@@ -96,8 +105,14 @@ mod tests {
 
     #[test]
     fn gross_is_the_heavier_weighing_in_either_order() {
-        assert_eq!(gross_tare_net(&kg(40_000), &kg(14_980)).unwrap(), (kg(40_000), kg(14_980), kg(25_020)));
-        assert_eq!(gross_tare_net(&kg(14_980), &kg(40_000)).unwrap(), (kg(40_000), kg(14_980), kg(25_020)));
+        assert_eq!(
+            gross_tare_net(&kg(40_000), &kg(14_980)).unwrap(),
+            (kg(40_000), kg(14_980), kg(25_020))
+        );
+        assert_eq!(
+            gross_tare_net(&kg(14_980), &kg(40_000)).unwrap(),
+            (kg(40_000), kg(14_980), kg(25_020))
+        );
     }
 
     #[test]
@@ -114,10 +129,18 @@ mod tests {
             alibi_id: None,
             weighed_at: "2026-11-22T08:00:00.000Z".into(),
         };
-        let first = FirstWeighing { ticket_no: 7, plate: "AB-C 123".into(), direction: Direction::Intake, first: step };
+        let first = FirstWeighing {
+            ticket_no: 7,
+            plate: "AB-C 123".into(),
+            direction: Direction::Intake,
+            first: step,
+        };
         let json = serde_json::to_value(&first).unwrap();
         assert_eq!(json["direction"], "intake");
         assert_eq!(json["first"]["weight"]["unit"], "kg");
-        assert_eq!(serde_json::from_value::<FirstWeighing>(json).unwrap(), first);
+        assert_eq!(
+            serde_json::from_value::<FirstWeighing>(json).unwrap(),
+            first
+        );
     }
 }
