@@ -3,7 +3,7 @@
 //! bad file stops central with the file, the field and the problem named.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use valeo_sync::mqtt::BrokerConfig;
@@ -89,14 +89,6 @@ impl Default for EmbeddedBrokerConfig {
 }
 
 impl CentralConfig {
-    /// Reads and checks a config file.
-    pub fn load(path: &Path) -> anyhow::Result<CentralConfig> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
-    }
-
-    /// Parses and checks config text; errors name the field.
     pub fn parse(text: &str) -> anyhow::Result<CentralConfig> {
         let mut config: CentralConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         config

@@ -19,6 +19,7 @@ use serde::Serialize;
 use valeo_records::{
     FirstWeighing, KIND_FIRST_WEIGHING, KIND_SECOND_WEIGHING, SecondWeighing, WeighingStep,
 };
+use valeo_sync::outbox::open_durable;
 use valeo_sync::receiver::{BatchSink, CommitOutcome, SinkError};
 use valeo_sync::wire::{Batch, GENESIS_HASH, Record};
 
@@ -93,16 +94,12 @@ CREATE INDEX IF NOT EXISTS weighings_by_time ON weighings (first_weighed_at);
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let open = || -> Result<Connection, StoreError> {
-            let conn = Connection::open(path).map_err(|source| StoreError::Open {
+        // Central is the system of record and acks depend on its commits.
+        let open = || {
+            open_durable(path).map_err(|source| StoreError::Open {
                 path: path.display().to_string(),
                 source,
-            })?;
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-            // Central is the system of record and acks depend on its commits.
-            conn.pragma_update(None, "synchronous", "FULL")?;
-            conn.busy_timeout(std::time::Duration::from_secs(5))?;
-            Ok(conn)
+            })
         };
         let writer = open()?;
         writer.execute_batch(SCHEMA)?;
@@ -522,4 +519,269 @@ fn weighing_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<WeighingView> 
         first_record_seq: row.get::<_, i64>(20)? as u64,
         second_record_seq: row.get::<_, Option<i64>>(21)?.map(|v| v as u64),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use valeo_drivers::scale::reading::{Unit, Weight};
+    use valeo_records::{Direction, FirstWeighing, SecondWeighing, WeighingStep};
+
+    use super::*;
+
+    fn kg(value: i64) -> Weight {
+        Weight::new(value, 0, Unit::Kg)
+    }
+
+    fn step(value: i64, alibi: Option<&str>) -> WeighingStep {
+        WeighingStep {
+            scale_id: "bridge-1".into(),
+            weight: kg(value),
+            alibi_id: alibi.map(str::to_owned),
+            weighed_at: "2026-11-22T08:00:00.000Z".into(),
+        }
+    }
+
+    /// A chain of records of `device` starting after `prev`.
+    fn chain(
+        device: &str,
+        start_seq: u64,
+        prev_hash: &str,
+        payloads: Vec<(&str, serde_json::Value)>,
+    ) -> Vec<Record> {
+        let mut prev = prev_hash.to_owned();
+        let mut out = Vec::new();
+        for (i, (kind, payload)) in payloads.into_iter().enumerate() {
+            let r = Record::new(
+                device,
+                "ep",
+                start_seq + i as u64,
+                kind,
+                "2026-11-22T08:00:00.000Z",
+                payload,
+                &prev,
+            );
+            prev = r.hash.clone();
+            out.push(r);
+        }
+        out
+    }
+
+    fn batch(device: &str, records: Vec<Record>) -> Batch {
+        Batch {
+            v: 1,
+            device_id: device.into(),
+            epoch: "ep".into(),
+            records,
+        }
+    }
+
+    fn ticket_records() -> Vec<Record> {
+        let first = FirstWeighing {
+            ticket_no: 1,
+            plate: "OS-A 1".into(),
+            direction: Direction::Intake,
+            first: step(40_000, Some("A-1")),
+        };
+        let second = SecondWeighing {
+            ticket_no: 1,
+            plate: "OS-A 1".into(),
+            direction: Direction::Intake,
+            first: step(40_000, Some("A-1")),
+            second: step(14_980, Some("A-2")),
+            gross: kg(40_000),
+            tare: kg(14_980),
+            net: kg(25_020),
+        };
+        chain(
+            "box",
+            1,
+            GENESIS_HASH,
+            vec![
+                (KIND_FIRST_WEIGHING, serde_json::to_value(first).unwrap()),
+                (KIND_SECOND_WEIGHING, serde_json::to_value(second).unwrap()),
+            ],
+        )
+    }
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("central.db")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn a_ticket_is_materialised_and_a_resent_batch_is_not_stored_twice() {
+        let (_dir, store) = store();
+        let records = ticket_records();
+        let outcome = store.commit_batch(&batch("box", records.clone())).unwrap();
+        assert_eq!(
+            outcome,
+            CommitOutcome {
+                acked_seq: 2,
+                resend_from: None,
+                inserted: 2,
+                duplicates: 0
+            }
+        );
+        let again = store.commit_batch(&batch("box", records)).unwrap();
+        assert_eq!(
+            again,
+            CommitOutcome {
+                acked_seq: 2,
+                resend_from: None,
+                inserted: 0,
+                duplicates: 2
+            }
+        );
+
+        let page = store
+            .list_weighings(&WeighingFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(page.total, 1);
+        let ticket = &page.items[0];
+        assert_eq!(
+            (ticket.gross, ticket.tare, ticket.net),
+            (Some(40_000.0), Some(14_980.0), Some(25_020.0))
+        );
+        assert_eq!(ticket.status, "complete");
+        assert!(ticket.legal_for_trade, "both weighings carry alibi numbers");
+        assert_eq!(
+            store.get_weighing(ticket.id).unwrap().as_ref(),
+            Some(ticket)
+        );
+    }
+
+    #[test]
+    fn a_gap_is_not_stored_and_asks_for_a_resend() {
+        let (_dir, store) = store();
+        let records = ticket_records();
+        let outcome = store
+            .commit_batch(&batch("box", vec![records[1].clone()]))
+            .unwrap();
+        assert_eq!(outcome.acked_seq, 0);
+        assert_eq!(outcome.resend_from, Some(1));
+        assert_eq!(outcome.inserted, 0);
+        // The missing record arrives, then the rest.
+        let outcome = store.commit_batch(&batch("box", records)).unwrap();
+        assert_eq!((outcome.acked_seq, outcome.inserted), (2, 2));
+    }
+
+    #[test]
+    fn a_different_record_under_a_stored_seq_is_rejected() {
+        let (_dir, store) = store();
+        store.commit_batch(&batch("box", ticket_records())).unwrap();
+        let forged = chain(
+            "box",
+            1,
+            GENESIS_HASH,
+            vec![("note", json!({"text": "rewritten history"}))],
+        );
+        let err = store.commit_batch(&batch("box", forged)).unwrap_err();
+        assert!(matches!(err, SinkError::Rejected(_)), "{err}");
+        let broken = chain("box", 3, GENESIS_HASH, vec![("note", json!({}))]);
+        let err = store.commit_batch(&batch("box", broken)).unwrap_err();
+        assert!(err.to_string().contains("does not link"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_or_inconsistent_record_is_kept_raw_without_blocking_the_chain() {
+        let (_dir, store) = store();
+        let mut bad_second = serde_json::to_value(SecondWeighing {
+            ticket_no: 9,
+            plate: "X".into(),
+            direction: Direction::Intake,
+            first: step(40_000, None),
+            second: step(10_000, None),
+            gross: kg(40_000),
+            tare: kg(10_000),
+            net: kg(31_000),
+        })
+        .unwrap();
+        bad_second["plate"] = json!("X");
+        let records = chain(
+            "box",
+            1,
+            GENESIS_HASH,
+            vec![
+                ("future.kind", json!({"a": 1})),
+                (KIND_SECOND_WEIGHING, bad_second),
+                (KIND_FIRST_WEIGHING, json!({"nonsense": true})),
+            ],
+        );
+        let outcome = store.commit_batch(&batch("box", records)).unwrap();
+        assert_eq!((outcome.acked_seq, outcome.inserted), (3, 3));
+        let page = store
+            .list_weighings(&WeighingFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(page.total, 0, "nothing wrong is shown as a ticket");
+        let errors: i64 = store
+            .reader()
+            .query_row(
+                "SELECT COUNT(*) FROM records WHERE materialize_error IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(errors, 3);
+    }
+
+    #[test]
+    fn lists_filter_and_page() {
+        let (_dir, store) = store();
+        store.commit_batch(&batch("box", ticket_records())).unwrap();
+        let mut other = ticket_records();
+        // Same tickets from another device: a separate chain.
+        other = chain(
+            "box-2",
+            1,
+            GENESIS_HASH,
+            other
+                .into_iter()
+                .map(|r| {
+                    (
+                        if r.seq == 1 {
+                            KIND_FIRST_WEIGHING
+                        } else {
+                            KIND_SECOND_WEIGHING
+                        },
+                        r.payload,
+                    )
+                })
+                .collect(),
+        );
+        store.commit_batch(&batch("box-2", other)).unwrap();
+        let all = store
+            .list_weighings(&WeighingFilter {
+                limit: 1,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!((all.total, all.items.len()), (2, 1));
+        let only = store
+            .list_weighings(&WeighingFilter {
+                device_id: Some("box-2".into()),
+                status: Some(WeighingStatus::Complete),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(only.total, 1);
+        assert_eq!(only.items[0].device_id, "box-2");
+        let none = store
+            .list_weighings(&WeighingFilter {
+                status: Some(WeighingStatus::Open),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(none.total, 0);
+        assert_eq!(store.device_heads().unwrap().len(), 2);
+    }
 }

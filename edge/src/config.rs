@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use valeo_drivers::scale::device::ScaleConfig;
@@ -143,12 +143,6 @@ impl Default for SimulationConfig {
 }
 
 impl EdgeConfig {
-    pub fn load(path: &Path) -> anyhow::Result<EdgeConfig> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
-    }
-
     pub fn parse(text: &str) -> anyhow::Result<EdgeConfig> {
         let config: EdgeConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         valeo_sync::wire::validate_device_id(&config.device_id)

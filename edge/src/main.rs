@@ -2,55 +2,22 @@
 //!
 //! Usage: `valeo-edge --config FILE` (see `config/edge.example.toml`).
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use valeo_edge::config::EdgeConfig;
+use valeo_process::Invocation;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let path = parse_args(std::env::args().skip(1))?
-        .context("a config file is required: valeo-edge --config FILE")?;
-    let config = EdgeConfig::load(&path)?;
-    valeo_edge::run(config, shutdown_signal()).await
-}
-
-fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<PathBuf>> {
-    let mut config = None;
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--config" | "-c" => {
-                config = Some(PathBuf::from(args.next().context("--config needs a file")?));
-            }
-            "--version" => {
-                println!("valeo-edge {}", valeo_edge::VERSION);
-                std::process::exit(0);
-            }
-            other => anyhow::bail!("unknown argument {other:?}; usage: valeo-edge [--config FILE]"),
+    let config = match valeo_process::parse_args("valeo-edge", std::env::args().skip(1))? {
+        Invocation::Version => {
+            println!("valeo-edge {}", valeo_edge::VERSION);
+            return Ok(());
         }
-    }
-    Ok(config)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        // If the handler cannot be installed, SIGTERM still stops us.
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+        Invocation::Run { config } => {
+            let path = config.context("a config file is required: valeo-edge --config FILE")?;
+            valeo_process::load_config(&path, EdgeConfig::parse)?
         }
     };
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => return ctrl_c.await,
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down");
+    valeo_process::init_logging("info");
+    valeo_edge::run(config, valeo_process::shutdown_signal()).await
 }

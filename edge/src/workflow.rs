@@ -181,60 +181,46 @@ impl Workflow {
         scale_id: Option<&str>,
     ) -> Result<Ticket, WorkflowError> {
         let plate = normalise_plate(plate)?;
-        if let Some(open) = self.open_ticket_for(&plate).await? {
+        let check_plate = plate.clone();
+        if let Some(open) = self
+            .read(move |conn| open_ticket_for(conn, &check_plate))
+            .await?
+        {
             return Err(WorkflowError::AlreadyOnSite(plate, open));
         }
-        let weighing = self
-            .scale(scale_id)?
-            .register_weighing(self.min_load)
+        let step = self.weigh(scale_id).await?;
+        let ticket = self
+            .append(KIND_FIRST_WEIGHING, move |tx| {
+                // Checked again inside the transaction: the same truck may
+                // have been weighed through another request meanwhile.
+                if let Some(no) = open_ticket_for(tx, &plate)? {
+                    return Err(WorkflowError::AlreadyOnSite(plate, no));
+                }
+                let last: i64 =
+                    tx.query_row("SELECT COALESCE(MAX(ticket_no), 0) FROM tickets", [], |r| {
+                        r.get(0)
+                    })?;
+                let ticket_no = last as u64 + 1;
+                let payload = FirstWeighing {
+                    ticket_no,
+                    plate: plate.clone(),
+                    direction,
+                    first: step.clone(),
+                };
+                let ticket = Ticket {
+                    ticket_no,
+                    plate,
+                    direction,
+                    state: TicketState::Open,
+                    first: step,
+                    second: None,
+                    gross: None,
+                    tare: None,
+                    net: None,
+                };
+                Ok((to_json(&payload)?, ticket))
+            })
             .await?;
-        let step = self.step(weighing);
-        let workflow = self.clone();
-        let ticket = tokio::task::spawn_blocking(move || {
-            workflow
-                .outbox
-                .append_with(KIND_FIRST_WEIGHING, workflow.clock.now(), |tx| {
-                    let plate_taken: Option<i64> = tx
-                        .query_row(
-                            "SELECT ticket_no FROM tickets WHERE state = 'open' AND plate = ?1",
-                            params![plate],
-                            |r| r.get(0),
-                        )
-                        .optional()?;
-                    if let Some(no) = plate_taken {
-                        return Err(WorkflowError::AlreadyOnSite(plate.clone(), no as u64));
-                    }
-                    let last: i64 =
-                        tx.query_row("SELECT COALESCE(MAX(ticket_no), 0) FROM tickets", [], |r| {
-                            r.get(0)
-                        })?;
-                    let ticket_no = last as u64 + 1;
-                    let payload = FirstWeighing {
-                        ticket_no,
-                        plate: plate.clone(),
-                        direction,
-                        first: step.clone(),
-                    };
-                    let ticket = Ticket {
-                        ticket_no,
-                        plate: plate.clone(),
-                        direction,
-                        state: TicketState::Open,
-                        first: step,
-                        second: None,
-                        gross: None,
-                        tare: None,
-                        net: None,
-                    };
-                    save(tx, &ticket)?;
-                    Ok((to_json(&payload)?, ticket))
-                })
-        })
-        .await
-        .map_err(|e| WorkflowError::Corrupt(e.to_string()))?
-        .map_err(AppendError::<WorkflowError>::into_inner)?
-        .1;
-        (self.on_record.0)();
         tracing::info!(ticket_no = ticket.ticket_no, plate = %ticket.plate, weight = %ticket.first.weight, "first weighing");
         Ok(ticket)
     }
@@ -245,107 +231,125 @@ impl Workflow {
         ticket_no: u64,
         scale_id: Option<&str>,
     ) -> Result<Ticket, WorkflowError> {
-        let open = self
+        if self
             .ticket(ticket_no)
             .await?
-            .filter(|t| t.state == TicketState::Open);
-        if open.is_none() {
+            .is_none_or(|t| t.state != TicketState::Open)
+        {
             return Err(WorkflowError::NoOpenTicket(ticket_no));
         }
-        let weighing = self
-            .scale(scale_id)?
-            .register_weighing(self.min_load)
+        let step = self.weigh(scale_id).await?;
+        let ticket = self
+            .append(KIND_SECOND_WEIGHING, move |tx| {
+                // Re-read inside the transaction: another request may have
+                // completed the ticket while the scale was settling.
+                let mut ticket = load(tx, ticket_no)?
+                    .filter(|t| t.state == TicketState::Open)
+                    .ok_or(WorkflowError::NoOpenTicket(ticket_no))?;
+                let (gross, tare, net) =
+                    valeo_records::gross_tare_net(&ticket.first.weight, &step.weight).map_err(
+                        |e| WorkflowError::Inconsistent {
+                            ticket_no,
+                            reason: e.to_string(),
+                        },
+                    )?;
+                let payload = SecondWeighing {
+                    ticket_no,
+                    plate: ticket.plate.clone(),
+                    direction: ticket.direction,
+                    first: ticket.first.clone(),
+                    second: step.clone(),
+                    gross,
+                    tare,
+                    net,
+                };
+                ticket.state = TicketState::Complete;
+                ticket.second = Some(step);
+                ticket.gross = Some(gross);
+                ticket.tare = Some(tare);
+                ticket.net = Some(net);
+                Ok((to_json(&payload)?, ticket))
+            })
             .await?;
-        let step = self.step(weighing);
-        let workflow = self.clone();
-        let ticket = tokio::task::spawn_blocking(move || {
-            workflow
-                .outbox
-                .append_with(KIND_SECOND_WEIGHING, workflow.clock.now(), |tx| {
-                    // Re-read inside the transaction: another request may have
-                    // completed the ticket while the scale was settling.
-                    let mut ticket = load(tx, ticket_no)?
-                        .filter(|t| t.state == TicketState::Open)
-                        .ok_or(WorkflowError::NoOpenTicket(ticket_no))?;
-                    let (gross, tare, net) =
-                        valeo_records::gross_tare_net(&ticket.first.weight, &step.weight).map_err(
-                            |e| WorkflowError::Inconsistent {
-                                ticket_no,
-                                reason: e.to_string(),
-                            },
-                        )?;
-                    let payload = SecondWeighing {
-                        ticket_no,
-                        plate: ticket.plate.clone(),
-                        direction: ticket.direction,
-                        first: ticket.first.clone(),
-                        second: step.clone(),
-                        gross,
-                        tare,
-                        net,
-                    };
-                    ticket.state = TicketState::Complete;
-                    ticket.second = Some(step);
-                    ticket.gross = Some(gross);
-                    ticket.tare = Some(tare);
-                    ticket.net = Some(net);
-                    save(tx, &ticket)?;
-                    Ok((to_json(&payload)?, ticket))
-                })
-        })
-        .await
-        .map_err(|e| WorkflowError::Corrupt(e.to_string()))?
-        .map_err(AppendError::<WorkflowError>::into_inner)?
-        .1;
-        (self.on_record.0)();
         tracing::info!(ticket_no, net = ?ticket.net.map(|n| n.to_string()), "second weighing, ticket complete");
         Ok(ticket)
     }
 
     pub async fn ticket(&self, ticket_no: u64) -> Result<Option<Ticket>, WorkflowError> {
-        let outbox = self.outbox.clone();
-        tokio::task::spawn_blocking(move || outbox.read(|conn| load(conn, ticket_no)))
-            .await
-            .map_err(|e| WorkflowError::Corrupt(e.to_string()))?
+        self.read(move |conn| load(conn, ticket_no)).await
     }
 
     /// Tickets, newest first; only open ones when `open_only`.
     pub async fn tickets(&self, open_only: bool, limit: u32) -> Result<Vec<Ticket>, WorkflowError> {
-        let outbox = self.outbox.clone();
-        tokio::task::spawn_blocking(move || {
-            outbox.read(|conn| {
-                let mut stmt = conn.prepare(
-                    "SELECT ticket FROM tickets WHERE (?1 = 0 OR state = 'open')
-                     ORDER BY ticket_no DESC LIMIT ?2",
-                )?;
-                let rows = stmt.query_map(params![open_only as i64, limit as i64], |r| {
-                    r.get::<_, String>(0)
-                })?;
-                rows.map(|row| parse_ticket(&row?)).collect()
-            })
+        self.read(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT ticket FROM tickets WHERE (?1 = 0 OR state = 'open')
+                 ORDER BY ticket_no DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![open_only as i64, limit as i64], |r| {
+                r.get::<_, String>(0)
+            })?;
+            rows.map(|row| parse_ticket(&row?)).collect()
         })
         .await
-        .map_err(|e| WorkflowError::Corrupt(e.to_string()))?
     }
 
-    async fn open_ticket_for(&self, plate: &str) -> Result<Option<u64>, WorkflowError> {
-        let outbox = self.outbox.clone();
-        let plate = plate.to_owned();
-        tokio::task::spawn_blocking(move || {
-            outbox.read(|conn| {
-                conn.query_row(
-                    "SELECT ticket_no FROM tickets WHERE state = 'open' AND plate = ?1",
-                    params![plate],
-                    |r| r.get::<_, i64>(0),
-                )
-                .optional()
-                .map(|v| v.map(|n| n as u64))
-                .map_err(WorkflowError::from)
+    /// A legal weighing from the scale, as a ticket step.
+    async fn weigh(&self, scale_id: Option<&str>) -> Result<WeighingStep, WorkflowError> {
+        let weighing = self
+            .scale(scale_id)?
+            .register_weighing(self.min_load)
+            .await?;
+        Ok(self.step(weighing))
+    }
+
+    /// Appends a record of `kind` built by `build` and saves the ticket it
+    /// returns, in one transaction; then wakes the uplink.
+    async fn append(
+        &self,
+        kind: &'static str,
+        build: impl FnOnce(
+            &rusqlite::Transaction<'_>,
+        ) -> Result<(serde_json::Value, Ticket), WorkflowError>
+        + Send
+        + 'static,
+    ) -> Result<Ticket, WorkflowError> {
+        let (outbox, now) = (self.outbox.clone(), self.clock.now());
+        let (_, ticket) = tokio::task::spawn_blocking(move || {
+            outbox.append_with(kind, now, |tx| {
+                let (payload, ticket) = build(tx)?;
+                save(tx, &ticket)?;
+                Ok((payload, ticket))
             })
         })
         .await
         .map_err(|e| WorkflowError::Corrupt(e.to_string()))?
+        .map_err(AppendError::<WorkflowError>::into_inner)?;
+        (self.on_record.0)();
+        Ok(ticket)
     }
+
+    /// Runs a read on the outbox database off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&rusqlite::Connection) -> Result<T, WorkflowError> + Send + 'static,
+    ) -> Result<T, WorkflowError> {
+        let outbox = self.outbox.clone();
+        tokio::task::spawn_blocking(move || outbox.read(query))
+            .await
+            .map_err(|e| WorkflowError::Corrupt(e.to_string()))?
+    }
+}
+
+fn open_ticket_for(conn: &rusqlite::Connection, plate: &str) -> Result<Option<u64>, WorkflowError> {
+    let no: Option<i64> = conn
+        .query_row(
+            "SELECT ticket_no FROM tickets WHERE state = 'open' AND plate = ?1",
+            params![plate],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(no.map(|n| n as u64))
 }
 
 fn normalise_plate(plate: &str) -> Result<String, WorkflowError> {

@@ -91,14 +91,11 @@ impl Outbox {
     /// database gets a fresh random epoch.
     pub fn open(path: &Path, device_id: &str, limits: OutboxLimits) -> Result<Outbox, OutboxError> {
         validate_device_id(device_id)?;
-        let conn = Connection::open(path).map_err(|source| OutboxError::Open {
+        // Weighings are legal records: a commit must survive a power cut.
+        let conn = open_durable(path).map_err(|source| OutboxError::Open {
             path: path.display().to_string(),
             source,
         })?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // Weighings are legal records: a commit must survive a power cut.
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS records (
@@ -287,43 +284,13 @@ impl Outbox {
         let conn = self.lock();
         let acked_seq = get_meta_u64(&conn, "acked_seq")?;
         let from = after_seq.max(acked_seq);
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq, kind, created_at, payload, prev_hash, hash FROM records
-             WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![from as i64, max_records as i64], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, String>(3)?,
-                row.get::<_, String>(4)?,
-                row.get::<_, String>(5)?,
-            ))
-        })?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![from as i64, max_records as i64], StoredRow::read)?;
         let mut out = Vec::new();
         for row in rows {
-            let (seq, kind, created_at, payload, prev_hash, hash) = row?;
-            let seq = seq as u64;
-            let payload = serde_json::from_str(&payload).map_err(|e| OutboxError::Corrupt {
-                seq,
-                reason: e.to_string(),
-            })?;
-            let record = Record {
-                device_id: self.device_id.clone(),
-                epoch: self.epoch.clone(),
-                seq,
-                kind,
-                created_at,
-                payload,
-                prev_hash,
-                hash,
-            };
-            record.verify_hash().map_err(|e| OutboxError::Corrupt {
-                seq,
-                reason: e.to_string(),
-            })?;
-            out.push(record);
+            out.push(self.to_record(row?)?);
         }
         Ok(out)
     }
@@ -390,38 +357,72 @@ impl Outbox {
         let conn = self.lock();
         let row = conn
             .query_row(
-                "SELECT kind, created_at, payload, prev_hash, hash FROM records WHERE seq = ?1",
+                &format!("SELECT {RECORD_COLUMNS} FROM records WHERE seq = ?1"),
                 params![seq as i64],
-                |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, String>(3)?,
-                        row.get::<_, String>(4)?,
-                    ))
-                },
+                StoredRow::read,
             )
             .optional()?;
-        let Some((kind, created_at, payload, prev_hash, hash)) = row else {
-            return Ok(None);
-        };
-        let payload = serde_json::from_str(&payload).map_err(|e| OutboxError::Corrupt {
-            seq,
-            reason: e.to_string(),
-        })?;
-        Ok(Some(Record {
+        row.map(|row| self.to_record(row)).transpose()
+    }
+
+    /// Rebuilds a record from its row and checks it against its hash, so a
+    /// row changed behind our back is reported, never sent.
+    fn to_record(&self, row: StoredRow) -> Result<Record, OutboxError> {
+        let seq = row.seq;
+        let corrupt = |reason: String| OutboxError::Corrupt { seq, reason };
+        let record = Record {
             device_id: self.device_id.clone(),
             epoch: self.epoch.clone(),
             seq,
-            kind,
-            created_at,
-            payload,
-            prev_hash,
-            hash,
-        }))
+            kind: row.kind,
+            created_at: row.created_at,
+            payload: serde_json::from_str(&row.payload).map_err(|e| corrupt(e.to_string()))?,
+            prev_hash: row.prev_hash,
+            hash: row.hash,
+        };
+        record.verify_hash().map_err(|e| corrupt(e.to_string()))?;
+        Ok(record)
     }
 }
+
+const RECORD_COLUMNS: &str = "seq, kind, created_at, payload, prev_hash, hash";
+
+/// One row of `records` as stored.
+struct StoredRow {
+    seq: u64,
+    kind: String,
+    created_at: String,
+    payload: String,
+    prev_hash: String,
+    hash: String,
+}
+
+impl StoredRow {
+    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRow> {
+        Ok(StoredRow {
+            seq: row.get::<_, i64>(0)? as u64,
+            kind: row.get(1)?,
+            created_at: row.get(2)?,
+            payload: row.get(3)?,
+            prev_hash: row.get(4)?,
+            hash: row.get(5)?,
+        })
+    }
+}
+
+/// Opens a SQLite database for records that others are told about: WAL
+/// (readers do not block the writer), `synchronous=FULL` (a commit survives
+/// a power cut), and a bounded wait for locks. Central's store uses it too.
+pub fn open_durable(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
+    Ok(conn)
+}
+
+/// How long a writer waits for another writer's lock before failing.
+pub const BUSY_TIMEOUT_MS: u64 = 5_000;
 
 fn get_meta(conn: &Connection, key: &str) -> Result<Option<String>, rusqlite::Error> {
     conn.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {

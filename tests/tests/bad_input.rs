@@ -2,7 +2,10 @@
 //! and forged MQTT payloads, bad HTTP requests. Central answers or counts
 //! each with a reason and keeps serving.
 
-#![allow(clippy::unwrap_used, reason = "a failed step is the test failure; helpers here are test code")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "a failed step is the test failure; helpers here are test code"
+)]
 
 use std::time::Duration;
 

@@ -3,7 +3,10 @@
 //! real central, and seen in central's API: against the embedded broker and
 //! against Mosquitto, online and with central down while the edge weighs.
 
-#![allow(clippy::unwrap_used, reason = "a failed step is the test failure; helpers here are test code")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "a failed step is the test failure; helpers here are test code"
+)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,0 +1,131 @@
+//! The sync path in one process but over real parts: the edge outbox on a
+//! SQLite file, the uplink, the embedded rumqttd on a loopback port, the
+//! receiver and central's store on another SQLite file.
+
+#![allow(clippy::unwrap_used, reason = "a failed step is the test failure")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::json;
+use valeo_central::broker;
+use valeo_central::config::EmbeddedBrokerConfig;
+use valeo_central::store::Store;
+use valeo_sync::mqtt::BrokerConfig;
+use valeo_sync::outbox::{Outbox, OutboxLimits};
+use valeo_sync::uplink::{self, UplinkConfig, UplinkHandle};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_broker() -> BrokerConfig {
+    let port = free_port();
+    let config = EmbeddedBrokerConfig {
+        listen: format!("127.0.0.1:{port}").parse().unwrap(),
+        ..EmbeddedBrokerConfig::default()
+    };
+    broker::start(&config, 10_000).unwrap();
+    BrokerConfig {
+        port,
+        reconnect_backoff_max_ms: 500,
+        ..BrokerConfig::default()
+    }
+}
+
+async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn pending(outbox: &Outbox) -> u64 {
+    outbox.stats().unwrap().pending_records
+}
+
+fn start_uplink(broker: &BrokerConfig, outbox: &Outbox, max_batch_records: usize) -> UplinkHandle {
+    let config = UplinkConfig {
+        ack_timeout_ms: 400,
+        max_batch_records,
+        ..UplinkConfig::default()
+    };
+    uplink::spawn(broker, config, outbox.clone(), "test")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_leave_the_outbox_only_after_central_committed_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker();
+    let outbox = Outbox::open(
+        &dir.path().join("outbox.db"),
+        "box-1",
+        OutboxLimits::default(),
+    )
+    .unwrap();
+    for n in 0..25 {
+        outbox
+            .append("test.note", json!({ "n": n }), Utc::now())
+            .unwrap();
+    }
+    // The uplink runs, the broker PUBACKs, but no central listens yet.
+    let uplink = start_uplink(&broker, &outbox, 10);
+    wait_for("batches to be sent", || uplink.status().batches_sent >= 3).await;
+    wait_for("an ack timeout to trigger a resend", || {
+        uplink.status().resends >= 1
+    })
+    .await;
+    assert_eq!(pending(&outbox), 25, "a broker PUBACK releases nothing");
+
+    // Central comes up: everything is committed once and released.
+    let store = Store::open(&dir.path().join("central.db")).unwrap();
+    let counters = valeo_sync::receiver::spawn(&broker, "central-test", Arc::new(store.clone()));
+    outbox
+        .append("test.note", json!({ "n": 25 }), Utc::now())
+        .unwrap();
+    uplink.notify_new_records();
+    wait_for("the outbox to drain", || pending(&outbox) == 0).await;
+    let stats = counters.snapshot();
+    assert_eq!(stats.records_inserted, 26, "{stats:?}");
+    assert_eq!(stats.messages_malformed, 0);
+    let heads = store.device_heads().unwrap();
+    assert_eq!(heads.len(), 1);
+    assert_eq!(
+        (heads[0].epoch.as_str(), heads[0].head_seq),
+        (outbox.epoch(), 26)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_epoch_is_a_new_chain_not_a_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker();
+    let store = Store::open(&dir.path().join("central.db")).unwrap();
+    let counters = valeo_sync::receiver::spawn(&broker, "central-test", Arc::new(store.clone()));
+
+    let first = Outbox::open(&dir.path().join("a.db"), "box-1", OutboxLimits::default()).unwrap();
+    first
+        .append("test.note", json!({ "n": 1 }), Utc::now())
+        .unwrap();
+    let _uplink_a = start_uplink(&broker, &first, 100);
+    wait_for("the first database to drain", || pending(&first) == 0).await;
+
+    // The box's disk was replaced: same device, fresh database, seq 1 again.
+    let second = Outbox::open(&dir.path().join("b.db"), "box-1", OutboxLimits::default()).unwrap();
+    assert_ne!(first.epoch(), second.epoch());
+    second
+        .append("test.note", json!({ "n": 1 }), Utc::now())
+        .unwrap();
+    let _uplink_b = start_uplink(&broker, &second, 100);
+    wait_for("the second database to drain", || pending(&second) == 0).await;
+    assert_eq!(counters.snapshot().records_inserted, 2);
+    assert_eq!(store.device_heads().unwrap().len(), 2);
+}
