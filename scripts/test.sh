@@ -31,4 +31,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo build --bins (the cross-process tests start these binaries)"
 cargo build --workspace --bins --locked
 echo "==> cargo test"
-cargo test --workspace --locked
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$log"
+# One closing line for the whole suite (cargo prints one per test binary).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "total: %d passed, %d failed\n", p, f }' "$log"
