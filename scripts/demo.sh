@@ -9,7 +9,19 @@ cd "$(dirname "$0")/.."
 cargo build --workspace --bins --locked
 mkdir -p data
 
-./target/debug/valeo-central &
+# Provisioning, as an installer does it: the box creates its key on first
+# use, and central is told the box's public key. Central accepts records
+# only from boxes it knows.
+key="$(./target/debug/valeo-edge --config config/edge.demo.toml --print-public-key)"
+cat > data/central.demo.toml <<TOML
+# Written by scripts/demo.sh: central on embedded defaults, knowing the demo box.
+data_dir = "data/central"
+[[devices]]
+id = "demo-weighbridge-01"
+public_key = "$key"
+TOML
+
+./target/debug/valeo-central --config data/central.demo.toml &
 central=$!
 trap 'kill $central ${edge:-} 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
 
@@ -27,6 +39,7 @@ cat <<MSG
   Valeo Edge demo running.
     tickets at central:   curl -s http://127.0.0.1:8080/api/v1/weighings
     central health:       curl -s http://127.0.0.1:8080/health
+    central metrics:      curl -s http://127.0.0.1:8080/metrics
     edge box health:      curl -s http://127.0.0.1:8081/health
   A truck is weighed in and out every few seconds. Ctrl-C stops everything.
 

@@ -35,6 +35,9 @@ const DEFAULT_PAGE_LIMIT: u32 = 50;
 pub fn app(state: AppState, request_timeout_ms: u64) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/devices", get(list_devices))
+        .route("/api/v1/dead-letters", get(list_dead_letters))
         .route("/api/v1/weighings", get(list_weighings))
         .route("/api/v1/weighings/{id}", get(get_weighing))
         .fallback(|| async { Problem::not_found("no such resource") })
@@ -96,6 +99,29 @@ impl IntoResponse for Problem {
     }
 }
 
+/// Runs a store query on the blocking pool; a failure becomes a 500 whose
+/// cause is logged, not shown.
+async fn query<T, F>(state: &AppState, f: F) -> Result<T, Problem>
+where
+    F: FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    let store = state.store.clone();
+    match tokio::task::spawn_blocking(move || f(&store)).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(Problem::internal(&error)),
+        Err(error) => Err(Problem::internal(&error)),
+    }
+}
+
+/// A query's result as JSON, or its problem.
+fn json_or_problem<T: Serialize>(result: Result<T, Problem>) -> Response {
+    match result {
+        Ok(value) => Json(value).into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
 /// `Query` whose rejection is a problem document naming the parameter.
 struct ApiQuery<T>(T);
 
@@ -121,18 +147,20 @@ struct Health {
     database: &'static str,
     broker_connected: bool,
     receiver: valeo_sync::receiver::ReceiverStats,
-    devices: Vec<crate::store::DeviceHead>,
+    /// Dead letters kept, by reason.
+    dead_letters: std::collections::BTreeMap<String, u64>,
+    devices: Vec<crate::store::DeviceView>,
 }
 
 async fn health(State(state): State<AppState>) -> Response {
-    let store = state.store.clone();
-    let checked = tokio::task::spawn_blocking(move || {
-        let ping = store.ping();
-        let devices = store.device_heads().unwrap_or_default();
-        (ping.is_ok(), devices)
+    let checked = query(&state, |store| {
+        Ok((store.ping()?, store.devices()?, store.dead_letter_counts()?))
     })
     .await;
-    let (db_ok, devices) = checked.unwrap_or((false, Vec::new()));
+    let (db_ok, devices, dead_letters) = match checked {
+        Ok(((), devices, dead)) => (true, devices, dead.into_iter().collect()),
+        Err(_) => (false, Vec::new(), Default::default()),
+    };
     let receiver = state.receiver.snapshot();
     let healthy = db_ok && receiver.connected;
     let body = Health {
@@ -141,6 +169,7 @@ async fn health(State(state): State<AppState>) -> Response {
         database: if db_ok { "ok" } else { "failing" },
         broker_connected: receiver.connected,
         receiver,
+        dead_letters,
         devices,
     };
     let code = if healthy {
@@ -149,6 +178,120 @@ async fn health(State(state): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body)).into_response()
+}
+
+/// Prometheus metrics: ingest counters, dead letters by reason, device chains.
+async fn metrics(State(state): State<AppState>) -> Response {
+    use valeo_process::metrics::{CONTENT_TYPE, Exposition};
+    let read = query(&state, |store| {
+        Ok((store.dead_letter_counts()?, store.devices()?))
+    })
+    .await;
+    let (dead, devices) = match read {
+        Ok(read) => read,
+        Err(problem) => return problem.into_response(),
+    };
+    let r = state.receiver.snapshot();
+    let mut m = Exposition::new();
+    m.gauge(
+        "valeo_central_broker_connected",
+        "1 while the receiver is connected.",
+        f64::from(u8::from(r.connected)),
+    )
+    .counter(
+        "valeo_central_batches_committed_total",
+        "Batches committed and acknowledged.",
+        r.batches_committed as f64,
+    )
+    .counter(
+        "valeo_central_records_inserted_total",
+        "New records stored.",
+        r.records_inserted as f64,
+    )
+    .counter(
+        "valeo_central_records_duplicate_total",
+        "Records received again and recognised.",
+        r.records_duplicate as f64,
+    )
+    .counter(
+        "valeo_central_storage_errors_total",
+        "Batches not stored because the database failed.",
+        r.storage_errors as f64,
+    );
+    m.family(
+        "valeo_central_dead_letters",
+        "Dead letters kept, by reason.",
+        "gauge",
+    );
+    for reason in valeo_sync::receiver::RejectReason::ALL {
+        let n = dead
+            .iter()
+            .find(|(name, _)| name == reason.as_str())
+            .map_or(0, |(_, n)| *n);
+        m.sample(
+            "valeo_central_dead_letters",
+            &[("reason", reason.as_str())],
+            n as f64,
+        );
+    }
+    m.family(
+        "valeo_central_device_head_seq",
+        "Newest committed seq per device.",
+        "gauge",
+    );
+    for d in &devices {
+        m.sample(
+            "valeo_central_device_head_seq",
+            &[("device", &d.device_id)],
+            d.head_seq.unwrap_or(0) as f64,
+        );
+    }
+    m.family(
+        "valeo_central_device_gap",
+        "1 while central waits for a missing record of the device.",
+        "gauge",
+    );
+    for d in &devices {
+        m.sample(
+            "valeo_central_device_gap",
+            &[("device", &d.device_id)],
+            f64::from(u8::from(d.gap_expected_seq.is_some())),
+        );
+    }
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], m.finish()).into_response()
+}
+
+/// The page size asked for, within 1..=[`MAX_PAGE_LIMIT`].
+fn page_limit(limit: Option<u32>) -> Result<u32, Problem> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE_LIMIT);
+    if (1..=MAX_PAGE_LIMIT).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(Problem::bad_request(format!(
+            "limit must be 1..={MAX_PAGE_LIMIT}, got {limit}"
+        )))
+    }
+}
+
+async fn list_devices(State(state): State<AppState>) -> Response {
+    json_or_problem(query(&state, Store::devices).await)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeadLetterParams {
+    limit: Option<u32>,
+}
+
+async fn list_dead_letters(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<DeadLetterParams>,
+) -> Response {
+    let limit = match page_limit(params.limit) {
+        Ok(limit) => limit,
+        Err(problem) => return problem.into_response(),
+    };
+    json_or_problem(query(&state, move |store| store.dead_letters(limit)).await)
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,11 +308,10 @@ async fn list_weighings(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Response {
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE_LIMIT);
-    if !(1..=MAX_PAGE_LIMIT).contains(&limit) {
-        return Problem::bad_request(format!("limit must be 1..={MAX_PAGE_LIMIT}, got {limit}"))
-            .into_response();
-    }
+    let limit = match page_limit(params.limit) {
+        Ok(limit) => limit,
+        Err(problem) => return problem.into_response(),
+    };
     let offset = params.offset.unwrap_or(0);
     if offset > i64::MAX as u64 {
         return Problem::bad_request("offset is too large").into_response();
@@ -181,12 +323,7 @@ async fn list_weighings(
         limit,
         offset,
     };
-    let store = state.store.clone();
-    match tokio::task::spawn_blocking(move || store.list_weighings(&filter)).await {
-        Ok(Ok(page)) => Json(page).into_response(),
-        Ok(Err(error)) => Problem::internal(&error).into_response(),
-        Err(error) => Problem::internal(&error).into_response(),
-    }
+    json_or_problem(query(&state, move |store| store.list_weighings(&filter)).await)
 }
 
 async fn get_weighing(State(state): State<AppState>, Path(id): Path<String>) -> Response {
@@ -194,11 +331,9 @@ async fn get_weighing(State(state): State<AppState>, Path(id): Path<String>) -> 
         return Problem::bad_request(format!("weighing id must be an integer, got {id:?}"))
             .into_response();
     };
-    let store = state.store.clone();
-    match tokio::task::spawn_blocking(move || store.get_weighing(id)).await {
-        Ok(Ok(Some(weighing))) => Json(weighing).into_response(),
-        Ok(Ok(None)) => Problem::not_found(format!("no weighing with id {id}")).into_response(),
-        Ok(Err(error)) => Problem::internal(&error).into_response(),
-        Err(error) => Problem::internal(&error).into_response(),
+    match query(&state, move |store| store.get_weighing(id)).await {
+        Ok(Some(weighing)) => Json(weighing).into_response(),
+        Ok(None) => Problem::not_found(format!("no weighing with id {id}")).into_response(),
+        Err(problem) => problem.into_response(),
     }
 }

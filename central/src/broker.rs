@@ -76,3 +76,20 @@ pub fn start(config: &EmbeddedBrokerConfig, startup_timeout_ms: u64) -> anyhow::
         config.listen
     )
 }
+
+/// Starts an embedded broker on a free loopback port and returns how to
+/// reach it: for tests, benchmarks and trials on one machine.
+pub fn start_on_free_port() -> anyhow::Result<valeo_sync::mqtt::BrokerConfig> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let config = EmbeddedBrokerConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        ..EmbeddedBrokerConfig::default()
+    };
+    start(&config, 10_000)?;
+    Ok(valeo_sync::mqtt::BrokerConfig {
+        port,
+        ..valeo_sync::mqtt::BrokerConfig::default()
+    })
+}

@@ -22,6 +22,19 @@ pub struct CentralConfig {
     pub mqtt: BrokerConfig,
     #[serde(default)]
     pub embedded_broker: EmbeddedBrokerConfig,
+    /// The edge boxes central accepts records from, with their public keys
+    /// (`valeo-edge --config FILE --print-public-key` prints a box's key).
+    /// A batch from a device not listed here goes to the dead letters.
+    #[serde(default)]
+    pub devices: Vec<DeviceEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceEntry {
+    pub id: String,
+    /// ed25519 public key, 64 hex digits.
+    pub public_key: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -98,6 +111,16 @@ impl CentralConfig {
         if config.http.request_timeout_ms == 0 {
             anyhow::bail!("[http] request_timeout_ms must be greater than 0");
         }
+        let mut seen = std::collections::HashSet::new();
+        for device in &config.devices {
+            valeo_sync::wire::validate_device_id(&device.id)
+                .map_err(|e| anyhow::anyhow!("[[devices]] id: {e}"))?;
+            valeo_sync::identity::validate_public_key(&device.public_key)
+                .map_err(|e| anyhow::anyhow!("[[devices]] {:?}: {e}", device.id))?;
+            if !seen.insert(device.id.as_str()) {
+                anyhow::bail!("[[devices]] id {:?} is listed twice", device.id);
+            }
+        }
         let broker = &config.embedded_broker;
         if broker.enabled {
             if !broker.listen.ip().is_loopback() && broker.users.is_empty() {
@@ -147,6 +170,14 @@ mod tests {
             ("[mqtt]\nkeep_alive_s = 1", "keep_alive_s"),
             ("[embedded_broker]\nlisten = \"0.0.0.0:1883\"", "no users"),
             ("typo_field = 1", "typo_field"),
+            (
+                "[[devices]]\nid = \"b1\"\npublic_key = \"abc\"",
+                "64 hex digits",
+            ),
+            (
+                "[[devices]]\nid = \"b/1\"\npublic_key = \"abc\"",
+                "invalid device id",
+            ),
         ];
         for (text, needle) in cases {
             let err = CentralConfig::parse(text).unwrap_err().to_string();

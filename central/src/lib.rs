@@ -29,6 +29,11 @@ pub async fn run(
         anyhow::anyhow!("cannot create data_dir {}: {e}", config.data_dir.display())
     })?;
     let store = store::Store::open(&config.data_dir.join("central.db"))?;
+    for device in &config.devices {
+        if store.register_device(&device.id, &device.public_key)? {
+            tracing::info!(device_id = %device.id, "device key registered");
+        }
+    }
     if config.embedded_broker.enabled {
         let broker_config = config.embedded_broker.clone();
         tokio::task::spawn_blocking(move || broker::start(&broker_config, 10_000)).await??;

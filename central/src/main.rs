@@ -9,7 +9,7 @@ use valeo_process::Invocation;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = match valeo_process::parse_args("valeo-central", std::env::args().skip(1))? {
+    let config = match valeo_process::parse_args("valeo-central", &[], std::env::args().skip(1))? {
         Invocation::Version => {
             println!("valeo-central {}", valeo_central::VERSION);
             return Ok(());
@@ -17,7 +17,12 @@ async fn main() -> anyhow::Result<()> {
         Invocation::Run { config: Some(path) } => {
             valeo_process::load_config(&path, CentralConfig::parse)?
         }
-        Invocation::Run { config: None } => CentralConfig::parse("")?,
+        Invocation::Run { config: None } | Invocation::Action { config: None, .. } => {
+            CentralConfig::parse("")?
+        }
+        Invocation::Action {
+            config: Some(path), ..
+        } => valeo_process::load_config(&path, CentralConfig::parse)?,
     };
     valeo_process::init_logging("info,rumqttd=warn");
     valeo_central::run(config, valeo_process::shutdown_signal()).await

@@ -20,7 +20,7 @@ use valeo_records::{
     FirstWeighing, KIND_FIRST_WEIGHING, KIND_SECOND_WEIGHING, SecondWeighing, WeighingStep,
 };
 use valeo_sync::outbox::open_durable;
-use valeo_sync::receiver::{BatchSink, CommitOutcome, SinkError};
+use valeo_sync::receiver::{BatchSink, CommitOutcome, DeadLetter, RejectReason, SinkError};
 use valeo_sync::wire::{Batch, GENESIS_HASH, Record};
 
 /// Errors of the store, for the API layer.
@@ -90,7 +90,30 @@ CREATE TABLE IF NOT EXISTS weighings (
     UNIQUE (device_id, ticket_no)
 );
 CREATE INDEX IF NOT EXISTS weighings_by_time ON weighings (first_weighed_at);
+CREATE TABLE IF NOT EXISTS devices (
+    device_id TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL,
+    registered_at TEXT NOT NULL,
+    last_batch_at TEXT,
+    gap_expected_seq INTEGER,
+    gap_seen_at TEXT,
+    gaps_total INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    device_id TEXT,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    payload_bytes INTEGER NOT NULL,
+    payload_excerpt TEXT NOT NULL
+);
 ";
+
+/// Most dead letters kept; older ones are deleted first, so a device
+/// sending garbage in a loop cannot fill the disk.
+pub const MAX_DEAD_LETTERS: i64 = 100_000;
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -124,10 +147,27 @@ impl Store {
     /// duplicates are recognised by their hash, a gap stops the batch.
     pub fn commit_batch(&self, batch: &Batch) -> Result<CommitOutcome, SinkError> {
         let storage = |e: rusqlite::Error| SinkError::Storage(e.to_string());
+        let reject = |reason: RejectReason, detail: String| SinkError::Rejected { reason, detail };
         let mut conn = self.writer();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(storage)?;
+        let public_key: Option<String> = tx
+            .query_row(
+                "SELECT public_key FROM devices WHERE device_id = ?1",
+                params![batch.device_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(storage)?;
+        let Some(public_key) = public_key else {
+            return Err(reject(
+                RejectReason::UnknownDevice,
+                format!("device {:?} is not registered", batch.device_id),
+            ));
+        };
+        valeo_sync::identity::verify(batch, &public_key)
+            .map_err(|e| reject(RejectReason::BadSignature, e.to_string()))?;
         let (mut head_seq, mut head_hash) = tx
             .query_row(
                 "SELECT head_seq, head_hash FROM chains WHERE device_id = ?1 AND epoch = ?2",
@@ -152,10 +192,13 @@ impl Store {
                 match stored {
                     Some(hash) if hash == record.hash => outcome.duplicates += 1,
                     _ => {
-                        return Err(SinkError::Rejected(format!(
-                            "device {} epoch {} seq {} differs from the stored record",
-                            record.device_id, record.epoch, record.seq
-                        )));
+                        return Err(reject(
+                            RejectReason::Conflict,
+                            format!(
+                                "device {} epoch {} seq {} differs from the stored record",
+                                record.device_id, record.epoch, record.seq
+                            ),
+                        ));
                     }
                 }
                 continue;
@@ -165,10 +208,13 @@ impl Store {
                 break;
             }
             if record.prev_hash != head_hash {
-                return Err(SinkError::Rejected(format!(
-                    "device {} epoch {} seq {} does not link to the stored chain",
-                    record.device_id, record.epoch, record.seq
-                )));
+                return Err(reject(
+                    RejectReason::ChainBreak,
+                    format!(
+                        "device {} epoch {} seq {} does not link to the stored chain",
+                        record.device_id, record.epoch, record.seq
+                    ),
+                ));
             }
             let materialize_error = materialize(&tx, record).err();
             if let Some(reason) = &materialize_error {
@@ -202,9 +248,115 @@ impl Store {
             params![batch.device_id, batch.epoch, head_seq as i64, head_hash, now],
         )
         .map_err(storage)?;
+        // A gap is reported on the device until the chain catches up.
+        match outcome.resend_from {
+            Some(expected) => tx.execute(
+                "UPDATE devices SET last_batch_at = ?2, gap_expected_seq = ?3, gap_seen_at = ?2,
+                     gaps_total = gaps_total + 1 WHERE device_id = ?1",
+                params![batch.device_id, now, expected as i64],
+            ),
+            None => tx.execute(
+                "UPDATE devices SET last_batch_at = ?2, gap_expected_seq = NULL WHERE device_id = ?1",
+                params![batch.device_id, now],
+            ),
+        }
+        .map_err(storage)?;
         tx.commit().map_err(storage)?;
         outcome.acked_seq = head_seq;
         Ok(outcome)
+    }
+
+    /// Registers (or re-keys) a device. Returns whether anything changed.
+    pub fn register_device(&self, device_id: &str, public_key: &str) -> Result<bool, StoreError> {
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        let changed = self.writer().execute(
+            "INSERT INTO devices (device_id, public_key, registered_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (device_id) DO UPDATE SET public_key = excluded.public_key,
+                 registered_at = excluded.registered_at
+             WHERE devices.public_key != excluded.public_key",
+            params![device_id, public_key, now],
+        )?;
+        Ok(changed > 0)
+    }
+
+    /// Keeps a rejected message, bounded to [`MAX_DEAD_LETTERS`].
+    pub fn store_dead_letter(&self, letter: &DeadLetter) -> Result<(), StoreError> {
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO dead_letters (received_at, topic, device_id, reason, detail, payload_bytes, payload_excerpt)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                now,
+                letter.topic,
+                letter.device_id,
+                letter.reason.as_str(),
+                letter.detail,
+                letter.payload_bytes as i64,
+                letter.payload_excerpt
+            ],
+        )?;
+        tx.execute(
+            "DELETE FROM dead_letters WHERE id <= (SELECT MAX(id) FROM dead_letters) - ?1",
+            params![MAX_DEAD_LETTERS],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Dead letters per reason, for metrics and `/health`.
+    pub fn dead_letter_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare("SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason ORDER BY reason")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The newest dead letters, newest first.
+    pub fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetterView>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare(
+            "SELECT id, received_at, topic, device_id, reason, detail, payload_bytes
+             FROM dead_letters ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![limit], |r| {
+            Ok(DeadLetterView {
+                id: r.get(0)?,
+                received_at: r.get(1)?,
+                topic: r.get(2)?,
+                device_id: r.get(3)?,
+                reason: r.get(4)?,
+                detail: r.get(5)?,
+                payload_bytes: r.get::<_, i64>(6)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Every registered device with its sync state.
+    pub fn devices(&self) -> Result<Vec<DeviceView>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare(
+            "SELECT d.device_id, d.public_key, d.last_batch_at, d.gap_expected_seq, d.gap_seen_at, d.gaps_total,
+                    (SELECT c.epoch FROM chains c WHERE c.device_id = d.device_id ORDER BY c.updated_at DESC LIMIT 1),
+                    (SELECT c.head_seq FROM chains c WHERE c.device_id = d.device_id ORDER BY c.updated_at DESC LIMIT 1)
+             FROM devices d ORDER BY d.device_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(DeviceView {
+                device_id: r.get(0)?,
+                public_key: r.get(1)?,
+                last_batch_at: r.get(2)?,
+                gap_expected_seq: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
+                gap_seen_at: r.get(4)?,
+                gaps_total: r.get::<_, i64>(5)? as u64,
+                epoch: r.get(6)?,
+                head_seq: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     /// One page of weighings, newest first.
@@ -293,6 +445,38 @@ impl BatchSink for Store {
     fn commit(&self, batch: &Batch) -> Result<CommitOutcome, SinkError> {
         self.commit_batch(batch)
     }
+
+    fn dead_letter(&self, letter: DeadLetter) {
+        if let Err(error) = self.store_dead_letter(&letter) {
+            tracing::error!(%error, reason = letter.reason.as_str(), "dead letter not stored");
+        }
+    }
+}
+
+/// A dead letter as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetterView {
+    pub id: i64,
+    pub received_at: String,
+    pub topic: String,
+    pub device_id: Option<String>,
+    pub reason: String,
+    pub detail: String,
+    pub payload_bytes: u64,
+}
+
+/// A registered device and where its chain stands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceView {
+    pub device_id: String,
+    pub public_key: String,
+    pub last_batch_at: Option<String>,
+    pub epoch: Option<String>,
+    pub head_seq: Option<u64>,
+    /// Set while central waits for a record the device has not sent yet.
+    pub gap_expected_seq: Option<u64>,
+    pub gap_seen_at: Option<String>,
+    pub gaps_total: u64,
 }
 
 /// Applies one record to the business tables. An error here means the
@@ -526,6 +710,7 @@ mod tests {
     use serde_json::json;
     use valeo_drivers::scale::reading::{Unit, Weight};
     use valeo_records::{Direction, FirstWeighing, SecondWeighing, WeighingStep};
+    use valeo_sync::identity::DeviceKey;
 
     use super::*;
 
@@ -567,13 +752,21 @@ mod tests {
         out
     }
 
+    fn key(device: &str) -> DeviceKey {
+        DeviceKey::from_secret([device.len() as u8; 32])
+    }
+
+    /// A batch signed by `device`'s test key.
     fn batch(device: &str, records: Vec<Record>) -> Batch {
-        Batch {
+        let mut batch = Batch {
             v: 1,
             device_id: device.into(),
             epoch: "ep".into(),
             records,
-        }
+            sig: String::new(),
+        };
+        key(device).sign(&mut batch);
+        batch
     }
 
     fn ticket_records() -> Vec<Record> {
@@ -607,7 +800,92 @@ mod tests {
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("central.db")).unwrap();
+        for device in ["box", "box-2"] {
+            store
+                .register_device(device, &key(device).public_key_hex())
+                .unwrap();
+        }
         (dir, store)
+    }
+
+    #[test]
+    fn unknown_devices_and_bad_signatures_are_rejected_with_their_reason() {
+        let (_dir, store) = store();
+        let unknown = store
+            .commit_batch(&batch("stranger", ticket_records()))
+            .unwrap_err();
+        assert!(
+            matches!(
+                unknown,
+                SinkError::Rejected {
+                    reason: RejectReason::UnknownDevice,
+                    ..
+                }
+            ),
+            "{unknown}"
+        );
+        // Signed by box-2's key but claiming to be box.
+        let mut forged = batch("box-2", ticket_records());
+        forged.device_id = "box".into();
+        for r in &mut forged.records {
+            r.device_id = "box".into();
+        }
+        let err = store.commit_batch(&forged).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SinkError::Rejected {
+                    reason: RejectReason::BadSignature,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(store.device_heads().unwrap().len(), 0, "nothing stored");
+    }
+
+    #[test]
+    fn gaps_are_reported_on_the_device_until_filled() {
+        let (_dir, store) = store();
+        let records = ticket_records();
+        store
+            .commit_batch(&batch("box", vec![records[1].clone()]))
+            .unwrap();
+        let device = store
+            .devices()
+            .unwrap()
+            .into_iter()
+            .find(|d| d.device_id == "box")
+            .unwrap();
+        assert_eq!((device.gap_expected_seq, device.gaps_total), (Some(1), 1));
+        store.commit_batch(&batch("box", records)).unwrap();
+        let device = store
+            .devices()
+            .unwrap()
+            .into_iter()
+            .find(|d| d.device_id == "box")
+            .unwrap();
+        assert_eq!((device.gap_expected_seq, device.head_seq), (None, Some(2)));
+    }
+
+    #[test]
+    fn dead_letters_are_kept_and_counted() {
+        let (_dir, store) = store();
+        let letter = DeadLetter {
+            topic: "valeo/v1/box/records".into(),
+            device_id: Some("box".into()),
+            reason: RejectReason::Malformed,
+            detail: "expected value".into(),
+            payload_bytes: 3,
+            payload_excerpt: "abc".into(),
+        };
+        store.store_dead_letter(&letter).unwrap();
+        store.store_dead_letter(&letter).unwrap();
+        assert_eq!(
+            store.dead_letter_counts().unwrap(),
+            vec![("malformed".to_owned(), 2)]
+        );
+        assert_eq!(store.dead_letters(1).unwrap()[0].detail, "expected value");
     }
 
     #[test]
@@ -681,7 +959,16 @@ mod tests {
             vec![("note", json!({"text": "rewritten history"}))],
         );
         let err = store.commit_batch(&batch("box", forged)).unwrap_err();
-        assert!(matches!(err, SinkError::Rejected(_)), "{err}");
+        assert!(
+            matches!(
+                err,
+                SinkError::Rejected {
+                    reason: RejectReason::Conflict,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let broken = chain("box", 3, GENESIS_HASH, vec![("note", json!({}))]);
         let err = store.commit_batch(&batch("box", broken)).unwrap_err();
         assert!(err.to_string().contains("does not link"), "{err}");

@@ -10,31 +10,16 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::json;
 use valeo_central::broker;
-use valeo_central::config::EmbeddedBrokerConfig;
 use valeo_central::store::Store;
+use valeo_sync::identity::DeviceKey;
 use valeo_sync::mqtt::BrokerConfig;
 use valeo_sync::outbox::{Outbox, OutboxLimits};
 use valeo_sync::uplink::{self, UplinkConfig, UplinkHandle};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start_broker() -> BrokerConfig {
-    let port = free_port();
-    let config = EmbeddedBrokerConfig {
-        listen: format!("127.0.0.1:{port}").parse().unwrap(),
-        ..EmbeddedBrokerConfig::default()
-    };
-    broker::start(&config, 10_000).unwrap();
     BrokerConfig {
-        port,
         reconnect_backoff_max_ms: 500,
-        ..BrokerConfig::default()
+        ..broker::start_on_free_port().unwrap()
     }
 }
 
@@ -52,13 +37,25 @@ fn pending(outbox: &Outbox) -> u64 {
     outbox.stats().unwrap().pending_records
 }
 
+fn key() -> DeviceKey {
+    DeviceKey::from_secret([3; 32])
+}
+
+fn open_store(path: &std::path::Path) -> Store {
+    let store = Store::open(path).unwrap();
+    store
+        .register_device("box-1", &key().public_key_hex())
+        .unwrap();
+    store
+}
+
 fn start_uplink(broker: &BrokerConfig, outbox: &Outbox, max_batch_records: usize) -> UplinkHandle {
     let config = UplinkConfig {
         ack_timeout_ms: 400,
         max_batch_records,
         ..UplinkConfig::default()
     };
-    uplink::spawn(broker, config, outbox.clone(), "test")
+    uplink::spawn(broker, config, outbox.clone(), key(), "test")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,7 +83,7 @@ async fn records_leave_the_outbox_only_after_central_committed_them() {
     assert_eq!(pending(&outbox), 25, "a broker PUBACK releases nothing");
 
     // Central comes up: everything is committed once and released.
-    let store = Store::open(&dir.path().join("central.db")).unwrap();
+    let store = open_store(&dir.path().join("central.db"));
     let counters = valeo_sync::receiver::spawn(&broker, "central-test", Arc::new(store.clone()));
     outbox
         .append("test.note", json!({ "n": 25 }), Utc::now())
@@ -108,7 +105,7 @@ async fn records_leave_the_outbox_only_after_central_committed_them() {
 async fn a_new_epoch_is_a_new_chain_not_a_duplicate() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start_broker();
-    let store = Store::open(&dir.path().join("central.db")).unwrap();
+    let store = open_store(&dir.path().join("central.db"));
     let counters = valeo_sync::receiver::spawn(&broker, "central-test", Arc::new(store.clone()));
 
     let first = Outbox::open(&dir.path().join("a.db"), "box-1", OutboxLimits::default()).unwrap();

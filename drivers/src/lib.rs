@@ -1,10 +1,13 @@
 //! Device drivers for the Valeo Edge box: scale protocols, the byte transports they run on
 //! (serial, TCP) and simulators that speak the real wire protocols.
 //!
-//! Layering, from the bytes up: `scale::mtsics::frame` (pure parse/format), `scale::mtsics::codec`
-//! (line framing with a length cap and resync), `scale::mtsics::client` (one command, one reply,
-//! generic over `AsyncRead + AsyncWrite`), `transport` (opens serial/TCP byte streams) and
-//! `scale::device` (the single task that owns a scale connection).
+//! Layering, from the bytes up: per-protocol frame functions (pure parse/format, typed
+//! errors) → `scale::framing` (frame splitting with a length cap and resync) →
+//! `scale::protocol` (`ScaleProtocol`: a frame becomes a protocol-independent `Reply`) →
+//! `scale::link` (one request, one reply, generic over `AsyncRead + AsyncWrite`) →
+//! `scale::bus` (the single task that owns a port or connection, shared by every device on
+//! it) → `scale::device` (one task per scale: polling, legal weighings, health). Protocols:
+//! `mtsics`, `toledo`, `sma`, `systec`, `disomat`, and the configurable `line`.
 //!
 //! This crate knows nothing of MQTT, SQLite or HTTP.
 

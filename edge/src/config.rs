@@ -164,9 +164,8 @@ impl EdgeConfig {
                 anyhow::bail!("[[scales]] id {:?} is used twice", scale.id);
             }
             scale
-                .transport
                 .validate()
-                .map_err(|e| anyhow::anyhow!("[[scales]] {:?} transport: {e}", scale.id))?;
+                .map_err(|e| anyhow::anyhow!("[[scales]] {e}"))?;
         }
         if config.simulation.enabled && ids.contains(config.simulation.scale_id.as_str()) {
             anyhow::bail!(

@@ -26,6 +26,7 @@ pub struct AppState {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/api/v1/scales", get(scales))
         .route("/api/v1/tickets", get(list_tickets).post(first_weighing))
         .route("/api/v1/tickets/{ticket_no}", get(get_ticket))
@@ -151,6 +152,111 @@ async fn health(State(state): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body)).into_response()
+}
+
+/// Prometheus metrics: outbox depth and age, uplink rates, scale health.
+async fn metrics(State(state): State<AppState>) -> Response {
+    use valeo_process::metrics::{CONTENT_TYPE, Exposition};
+    let outbox = state.workflow.outbox().clone();
+    let read = tokio::task::spawn_blocking(move || {
+        Ok::<_, valeo_sync::OutboxError>((outbox.stats()?, outbox.oldest_pending_created_at()?))
+    })
+    .await;
+    let Ok(Ok((stats, oldest))) = read else {
+        return problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the outbox cannot be read",
+        );
+    };
+    let oldest_age_s = oldest
+        .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+        .unwrap_or(0.0);
+    let uplink = state.uplink.status();
+    let mut m = Exposition::new();
+    m.gauge(
+        "valeo_edge_outbox_pending_records",
+        "Records central has not acknowledged.",
+        stats.pending_records as f64,
+    )
+    .gauge(
+        "valeo_edge_outbox_head_seq",
+        "Seq of the newest record.",
+        stats.head_seq as f64,
+    )
+    .gauge(
+        "valeo_edge_outbox_acked_seq",
+        "Highest seq central acknowledged.",
+        stats.acked_seq as f64,
+    )
+    .gauge(
+        "valeo_edge_outbox_oldest_pending_age_seconds",
+        "Age of the oldest unacknowledged record.",
+        oldest_age_s,
+    )
+    .gauge(
+        "valeo_edge_uplink_connected",
+        "1 while connected to the broker.",
+        f64::from(u8::from(uplink.connected)),
+    )
+    .counter(
+        "valeo_edge_uplink_batches_sent_total",
+        "Batches published.",
+        uplink.batches_sent as f64,
+    )
+    .counter(
+        "valeo_edge_uplink_records_acked_total",
+        "Records central acknowledged.",
+        uplink.records_acked as f64,
+    )
+    .counter(
+        "valeo_edge_uplink_resends_total",
+        "Rewinds to the acknowledged seq (reconnect, ack timeout, gap).",
+        uplink.resends as f64,
+    )
+    .counter(
+        "valeo_edge_uplink_disconnects_total",
+        "Broker connections lost.",
+        uplink.disconnects as f64,
+    );
+    let views = scale_views(&state.workflow);
+    m.family(
+        "valeo_edge_scale_connected",
+        "1 while the terminal answers.",
+        "gauge",
+    );
+    for v in &views {
+        m.sample(
+            "valeo_edge_scale_connected",
+            &[("scale", &v.id)],
+            f64::from(u8::from(v.connected)),
+        );
+    }
+    m.family(
+        "valeo_edge_scale_errors_total",
+        "I/O errors, timeouts and protocol errors.",
+        "counter",
+    );
+    for v in &views {
+        m.sample(
+            "valeo_edge_scale_errors_total",
+            &[("scale", &v.id)],
+            v.errors_total as f64,
+        );
+    }
+    m.family(
+        "valeo_edge_scale_reading_age_seconds",
+        "Age of the last reading.",
+        "gauge",
+    );
+    for v in &views {
+        let age = v.reading_age_ms.map_or(f64::NAN, |ms| ms as f64 / 1000.0);
+        m.sample(
+            "valeo_edge_scale_reading_age_seconds",
+            &[("scale", &v.id)],
+            age,
+        );
+    }
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], m.finish()).into_response()
 }
 
 async fn scales(State(state): State<AppState>) -> Response {

@@ -20,6 +20,7 @@ use valeo_drivers::sim::mtsics::Faults;
 use valeo_drivers::sim::pty::PtyScale;
 use valeo_drivers::sim::truck::{TruckScale, TruckScaleParams};
 use valeo_drivers::transport::TransportConfig;
+use valeo_sync::identity::DeviceKey;
 use valeo_sync::outbox::{Outbox, OutboxLimits};
 
 use crate::config::EdgeConfig;
@@ -28,14 +29,21 @@ use crate::workflow::{OnRecord, SystemClock, Workflow};
 /// Software version, reported on `/health` and the status topic.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Loads the box's signing key from its data directory, creating both on
+/// first use.
+pub fn device_key(config: &EdgeConfig) -> anyhow::Result<DeviceKey> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        anyhow::anyhow!("cannot create data_dir {}: {e}", config.data_dir.display())
+    })?;
+    Ok(DeviceKey::load_or_create(&config.data_dir)?)
+}
+
 /// Runs the agent until `shutdown` completes.
 pub async fn run(
     config: EdgeConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        anyhow::anyhow!("cannot create data_dir {}: {e}", config.data_dir.display())
-    })?;
+    let key = device_key(&config)?;
     let limits = OutboxLimits {
         max_pending_records: config.outbox.max_pending_records,
         keep_acked_records: config.outbox.keep_acked_records,
@@ -46,7 +54,7 @@ pub async fn run(
         &config.device_id,
         limits,
     )?;
-    tracing::info!(device_id = %config.device_id, epoch = %outbox.epoch(), "outbox open");
+    tracing::info!(device_id = %config.device_id, epoch = %outbox.epoch(), public_key = %key.public_key_hex(), "outbox open");
 
     // The simulated terminal lives as long as this function.
     let mut simulated: Option<(PtyScale, TruckScale)> = None;
@@ -73,8 +81,13 @@ pub async fn run(
     }
     let scales: Vec<_> = scale_configs.into_iter().map(device::spawn).collect();
 
-    let uplink =
-        valeo_sync::uplink::spawn(&config.mqtt, config.uplink.clone(), outbox.clone(), VERSION);
+    let uplink = valeo_sync::uplink::spawn(
+        &config.mqtt,
+        config.uplink.clone(),
+        outbox.clone(),
+        key,
+        VERSION,
+    );
     let notify = uplink.clone();
     let workflow = Workflow::new(
         outbox,

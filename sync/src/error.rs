@@ -21,6 +21,27 @@ pub enum WireError {
     ChainBroken { seq: u64 },
     #[error("sequence gap: expected seq {expected}, got {got}")]
     Gap { expected: u64, got: u64 },
+    #[error("bad signature: {0}")]
+    BadSignature(String),
+}
+
+impl WireError {
+    /// The dead-letter category of this error.
+    pub fn reason(&self) -> crate::receiver::RejectReason {
+        use crate::receiver::RejectReason;
+        match self {
+            WireError::Malformed(_) | WireError::BadTopic(_) | WireError::InvalidDeviceId(_) => {
+                RejectReason::Malformed
+            }
+            WireError::TooLarge { .. } => RejectReason::TooLarge,
+            WireError::UnsupportedVersion(_) => RejectReason::UnsupportedVersion,
+            WireError::IdentityMismatch { .. } => RejectReason::IdentityMismatch,
+            WireError::HashMismatch { .. }
+            | WireError::ChainBroken { .. }
+            | WireError::Gap { .. } => RejectReason::ChainBreak,
+            WireError::BadSignature(_) => RejectReason::BadSignature,
+        }
+    }
 }
 
 /// A failure of the edge outbox.
@@ -45,6 +66,10 @@ pub enum OutboxError {
         pending_records: u64,
         max_pending_records: u64,
     },
+    #[error(
+        "outbox database uses {used_bytes} bytes, its quota is {max_bytes} bytes; free disk space or raise max_db_bytes"
+    )]
+    DiskQuota { used_bytes: u64, max_bytes: u64 },
     #[error("payload of kind {kind:?} is not valid JSON: {reason}")]
     Payload { kind: String, reason: String },
     #[error("outbox worker stopped")]

@@ -39,6 +39,11 @@ pub struct OutboxLimits {
     /// How many acknowledged records to keep for local lookups; older
     /// acknowledged rows are pruned (the chain head stays in `meta`).
     pub keep_acked_records: u64,
+    /// Appends are refused once the database's used pages reach this size.
+    pub max_db_bytes: u64,
+    /// `/health` raises an alarm from this share of `max_db_bytes` on, so
+    /// someone acts before weighings are refused.
+    pub alarm_db_percent: u8,
 }
 
 impl Default for OutboxLimits {
@@ -47,6 +52,8 @@ impl Default for OutboxLimits {
             max_pending_records: 1_000_000,
             max_payload_bytes: 64 * 1024,
             keep_acked_records: 100_000,
+            max_db_bytes: 2 * 1024 * 1024 * 1024,
+            alarm_db_percent: 80,
         }
     }
 }
@@ -74,6 +81,15 @@ pub struct OutboxStats {
     pub head_seq: u64,
     pub acked_seq: u64,
     pub pending_records: u64,
+}
+
+/// How full the database is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DiskUsage {
+    pub used_bytes: u64,
+    pub max_bytes: u64,
+    /// At or above the alarm threshold.
+    pub alarm: bool,
 }
 
 /// Handle to the outbox database. Cheap to clone; all clones share one
@@ -195,63 +211,125 @@ impl Outbox {
     where
         E: From<OutboxError>,
     {
-        let outbox_err = |e: OutboxError| AppendError::Outbox(e);
         let sql_err = |e: rusqlite::Error| AppendError::Outbox(OutboxError::Sqlite(e));
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql_err)?;
-        let head_seq = get_meta_u64(&tx, "head_seq").map_err(outbox_err)?;
-        let acked_seq = get_meta_u64(&tx, "acked_seq").map_err(outbox_err)?;
+        let mut head = self.head_with_room(&tx, 1).map_err(AppendError::Outbox)?;
+        let (payload, value) = build(&tx).map_err(AppendError::Caller)?;
+        let record = self
+            .insert_next(&tx, &mut head, kind, payload, created_at)
+            .map_err(AppendError::Outbox)?;
+        tx.commit().map_err(sql_err)?;
+        Ok((record, value))
+    }
+
+    /// Group commit: appends several records in one transaction (one fsync),
+    /// all or none. For producers of many records, e.g. telemetry sampled
+    /// into records or an import.
+    pub fn append_many(
+        &self,
+        items: Vec<(String, serde_json::Value)>,
+        created_at: DateTime<Utc>,
+    ) -> Result<Vec<Record>, OutboxError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut head = self.head_with_room(&tx, items.len() as u64)?;
+        let mut records = Vec::with_capacity(items.len());
+        for (kind, payload) in items {
+            records.push(self.insert_next(&tx, &mut head, &kind, payload, created_at)?);
+        }
+        tx.commit()?;
+        Ok(records)
+    }
+
+    /// Used bytes of the database against its quota.
+    pub fn disk_usage(&self) -> Result<DiskUsage, OutboxError> {
+        let used_bytes = used_bytes(&self.lock())?;
+        let max_bytes = self.limits.max_db_bytes;
+        let alarm = used_bytes.saturating_mul(100)
+            >= max_bytes.saturating_mul(u64::from(self.limits.alarm_db_percent));
+        Ok(DiskUsage {
+            used_bytes,
+            max_bytes,
+            alarm,
+        })
+    }
+
+    /// The chain head, after checking that `n` more records fit.
+    fn head_with_room(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        n: u64,
+    ) -> Result<(u64, String), OutboxError> {
+        let used = used_bytes(tx)?;
+        if used >= self.limits.max_db_bytes {
+            return Err(OutboxError::DiskQuota {
+                used_bytes: used,
+                max_bytes: self.limits.max_db_bytes,
+            });
+        }
+        let head_seq = get_meta_u64(tx, "head_seq")?;
+        let acked_seq = get_meta_u64(tx, "acked_seq")?;
         let pending = head_seq.saturating_sub(acked_seq);
-        if pending >= self.limits.max_pending_records {
-            return Err(AppendError::Outbox(OutboxError::Full {
+        if pending + n > self.limits.max_pending_records {
+            return Err(OutboxError::Full {
                 pending_records: pending,
                 max_pending_records: self.limits.max_pending_records,
-            }));
+            });
         }
-        let (payload, value) = build(&tx).map_err(AppendError::Caller)?;
+        let head_hash = get_meta(tx, "head_hash")?.unwrap_or_else(|| GENESIS_HASH.to_owned());
+        Ok((head_seq, head_hash))
+    }
+
+    /// Inserts the record after `head` and moves `head` (in memory and in
+    /// `meta`) to it.
+    fn insert_next(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        head: &mut (u64, String),
+        kind: &str,
+        payload: serde_json::Value,
+        created_at: DateTime<Utc>,
+    ) -> Result<Record, OutboxError> {
         let payload_bytes = serde_json::to_vec(&payload)
             .map(|v| v.len())
             .unwrap_or(usize::MAX);
         if payload_bytes > self.limits.max_payload_bytes {
-            return Err(AppendError::Outbox(OutboxError::Payload {
+            return Err(OutboxError::Payload {
                 kind: kind.to_owned(),
                 reason: format!(
                     "{payload_bytes} bytes exceed max_payload_bytes {}",
                     self.limits.max_payload_bytes
                 ),
-            }));
+            });
         }
-        let head_hash = get_meta(&tx, "head_hash")
-            .map_err(sql_err)?
-            .unwrap_or_else(|| GENESIS_HASH.to_owned());
         let record = Record::new(
             &self.device_id,
             &self.epoch,
-            head_seq + 1,
+            head.0 + 1,
             kind,
             &created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
             payload,
-            &head_hash,
+            &head.1,
         );
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO records (seq, kind, created_at, payload, prev_hash, hash)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                record.seq as i64,
-                record.kind,
-                record.created_at,
-                record.payload.to_string(),
-                record.prev_hash,
-                record.hash
-            ],
-        )
-        .map_err(sql_err)?;
-        set_meta(&tx, "head_seq", &record.seq.to_string()).map_err(sql_err)?;
-        set_meta(&tx, "head_hash", &record.hash).map_err(sql_err)?;
-        tx.commit().map_err(sql_err)?;
-        Ok((record, value))
+        )?
+        .execute(params![
+            record.seq as i64,
+            record.kind,
+            record.created_at,
+            record.payload.to_string(),
+            record.prev_hash,
+            record.hash
+        ])?;
+        set_meta(tx, "head_seq", &record.seq.to_string())?;
+        set_meta(tx, "head_hash", &record.hash)?;
+        *head = (record.seq, record.hash.clone());
+        Ok(record)
     }
 
     /// Runs a read-only query on the outbox database (for the caller's own
@@ -352,6 +430,22 @@ impl Outbox {
         })
     }
 
+    /// When the oldest record central has not acknowledged was written, if any.
+    pub fn oldest_pending_created_at(&self) -> Result<Option<DateTime<Utc>>, OutboxError> {
+        let conn = self.lock();
+        let acked_seq = get_meta_u64(&conn, "acked_seq")?;
+        let created_at: Option<String> = conn
+            .query_row(
+                "SELECT created_at FROM records WHERE seq = ?1",
+                params![(acked_seq + 1) as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(created_at
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&Utc)))
+    }
+
     /// Reads one record by seq, acknowledged or not, if it is still kept.
     pub fn get(&self, seq: u64) -> Result<Option<Record>, OutboxError> {
         let conn = self.lock();
@@ -423,6 +517,14 @@ pub fn open_durable(path: &Path) -> Result<Connection, rusqlite::Error> {
 
 /// How long a writer waits for another writer's lock before failing.
 pub const BUSY_TIMEOUT_MS: u64 = 5_000;
+
+/// Bytes in pages that hold data (freed pages of pruned rows are reused).
+fn used_bytes(conn: &Connection) -> Result<u64, rusqlite::Error> {
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    Ok(((pages - free).max(0) * size) as u64)
+}
 
 fn get_meta(conn: &Connection, key: &str) -> Result<Option<String>, rusqlite::Error> {
     conn.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
@@ -512,6 +614,7 @@ mod tests {
             0,
             "beyond head"
         );
+        assert!(outbox.oldest_pending_created_at().unwrap().is_some());
         assert_eq!(outbox.ack(outbox.epoch(), 3, Utc::now()).unwrap(), 3);
         assert_eq!(
             outbox.ack(outbox.epoch(), 2, Utc::now()).unwrap(),
@@ -548,6 +651,53 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("box-1"), "{err}");
+    }
+
+    #[test]
+    fn a_group_commit_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = open(&dir);
+        let items = (0..3).map(|n| ("a".to_owned(), json!(n))).collect();
+        let records = outbox.append_many(items, Utc::now()).unwrap();
+        assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(records[2].prev_hash, records[1].hash);
+        let too_big = json!("x".repeat(OutboxLimits::default().max_payload_bytes + 1));
+        let items = vec![("a".to_owned(), json!(4)), ("a".to_owned(), too_big)];
+        assert!(matches!(
+            outbox.append_many(items, Utc::now()),
+            Err(OutboxError::Payload { .. })
+        ));
+        assert_eq!(
+            outbox.stats().unwrap().head_seq,
+            3,
+            "the failed group left nothing"
+        );
+        assert_eq!(
+            outbox.append("a", json!(4), Utc::now()).unwrap().prev_hash,
+            records[2].hash
+        );
+    }
+
+    #[test]
+    fn the_disk_quota_alarms_first_and_then_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = OutboxLimits {
+            max_db_bytes: 64 * 1024,
+            alarm_db_percent: 50,
+            ..OutboxLimits::default()
+        };
+        let outbox = Outbox::open(&dir.path().join("o.db"), "box-1", limits).unwrap();
+        assert!(!outbox.disk_usage().unwrap().alarm);
+        let mut alarmed_before_full = false;
+        let err = loop {
+            match outbox.append("a", json!("x".repeat(1000)), Utc::now()) {
+                Ok(_) => alarmed_before_full |= outbox.disk_usage().unwrap().alarm,
+                Err(err) => break err,
+            }
+        };
+        assert!(alarmed_before_full, "the alarm came before the refusal");
+        assert!(matches!(err, OutboxError::DiskQuota { .. }), "{err}");
+        assert!(err.to_string().contains("quota"), "{err}");
     }
 
     #[test]
@@ -598,5 +748,107 @@ mod tests {
             .unwrap();
         let err = outbox.pending_after(0, 10).unwrap_err();
         assert!(matches!(err, OutboxError::Corrupt { seq: 1, .. }), "{err}");
+    }
+}
+
+/// The outbox against a plain in-memory model: any sequence of appends,
+/// acks (stale, future, foreign epoch), reads and reopenings leaves both
+/// agreeing on what is pending, and the chain intact.
+#[cfg(test)]
+mod model {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Append(u8),
+        Ack(u64),
+        ForeignAck(u64),
+        Read { after: u64, max: usize },
+        Reopen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => any::<u8>().prop_map(Op::Append),
+            2 => (0u64..40).prop_map(Op::Ack),
+            1 => (0u64..40).prop_map(Op::ForeignAck),
+            2 => ((0u64..40), (1usize..10)).prop_map(|(after, max)| Op::Read { after, max }),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    /// What the outbox should hold: every payload appended, and the ack mark.
+    #[derive(Default)]
+    struct Model {
+        payloads: Vec<u8>,
+        acked: u64,
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        #[test]
+        fn the_outbox_behaves_like_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("o.db");
+            let limits = OutboxLimits { keep_acked_records: 5, ..OutboxLimits::default() };
+            let mut outbox = Outbox::open(&path, "box-1", limits.clone()).unwrap();
+            let mut model = Model::default();
+            for op in ops {
+                match op {
+                    Op::Append(n) => {
+                        let record = outbox.append("m", json!(n), Utc::now()).unwrap();
+                        model.payloads.push(n);
+                        prop_assert_eq!(record.seq, model.payloads.len() as u64);
+                    }
+                    Op::Ack(seq) => {
+                        let newly = outbox.ack(outbox.epoch(), seq, Utc::now()).unwrap();
+                        let head = model.payloads.len() as u64;
+                        let expected = if seq > model.acked && seq <= head { seq - model.acked } else { 0 };
+                        prop_assert_eq!(newly, expected);
+                        if expected > 0 {
+                            model.acked = seq;
+                        }
+                    }
+                    Op::ForeignAck(seq) => {
+                        prop_assert_eq!(outbox.ack("someone-else", seq, Utc::now()).unwrap(), 0);
+                    }
+                    Op::Read { after, max } => {
+                        let got: Vec<(u64, serde_json::Value)> = outbox
+                            .pending_after(after, max)
+                            .unwrap()
+                            .into_iter()
+                            .map(|r| (r.seq, r.payload))
+                            .collect();
+                        let from = after.max(model.acked);
+                        let want: Vec<(u64, serde_json::Value)> = model
+                            .payloads
+                            .iter()
+                            .enumerate()
+                            .map(|(i, n)| (i as u64 + 1, json!(n)))
+                            .filter(|(seq, _)| *seq > from)
+                            .take(max)
+                            .collect();
+                        prop_assert_eq!(got, want);
+                    }
+                    Op::Reopen => {
+                        let epoch = outbox.epoch().to_owned();
+                        drop(outbox);
+                        outbox = Outbox::open(&path, "box-1", limits.clone()).unwrap();
+                        prop_assert_eq!(outbox.epoch(), epoch.as_str());
+                    }
+                }
+                let stats = outbox.stats().unwrap();
+                let head = model.payloads.len() as u64;
+                prop_assert_eq!(stats, OutboxStats { head_seq: head, acked_seq: model.acked, pending_records: head - model.acked });
+            }
+            // Every pending record links to its predecessor.
+            let pending = outbox.pending_after(0, 1000).unwrap();
+            for pair in pending.windows(2) {
+                prop_assert_eq!(&pair[1].prev_hash, &pair[0].hash);
+            }
+        }
     }
 }

@@ -28,22 +28,87 @@ pub struct CommitOutcome {
     pub duplicates: u64,
 }
 
+/// Why a message was not accepted; the dead-letter category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    Malformed,
+    TooLarge,
+    UnsupportedVersion,
+    UnknownDevice,
+    BadSignature,
+    IdentityMismatch,
+    /// A record's hash or link is wrong, inside the batch or against the
+    /// stored chain.
+    ChainBreak,
+    /// A seq already stored with another hash.
+    Conflict,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 8] = [
+        RejectReason::Malformed,
+        RejectReason::TooLarge,
+        RejectReason::UnsupportedVersion,
+        RejectReason::UnknownDevice,
+        RejectReason::BadSignature,
+        RejectReason::IdentityMismatch,
+        RejectReason::ChainBreak,
+        RejectReason::Conflict,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Malformed => "malformed",
+            RejectReason::TooLarge => "too_large",
+            RejectReason::UnsupportedVersion => "unsupported_version",
+            RejectReason::UnknownDevice => "unknown_device",
+            RejectReason::BadSignature => "bad_signature",
+            RejectReason::IdentityMismatch => "identity_mismatch",
+            RejectReason::ChainBreak => "chain_break",
+            RejectReason::Conflict => "conflict",
+        }
+    }
+}
+
+/// A message that was not accepted, kept for an operator to look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub topic: String,
+    /// The device the topic names, if it names one.
+    pub device_id: Option<String>,
+    pub reason: RejectReason,
+    pub detail: String,
+    pub payload_bytes: usize,
+    /// The first bytes of the payload, lossily as text.
+    pub payload_excerpt: String,
+}
+
+/// How much of a rejected payload a dead letter keeps.
+pub const DEAD_LETTER_EXCERPT_BYTES: usize = 1024;
+
 /// A sink refused a batch or failed to store it.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    /// The batch contradicts what is stored (e.g. a seq already stored with
-    /// another hash). It is not acknowledged; an operator must look.
-    #[error("batch rejected: {0}")]
-    Rejected(String),
+    /// The batch is not acceptable (unknown device, bad signature, chain
+    /// break, conflict). It is not acknowledged and goes to the dead letters.
+    #[error("batch rejected ({}): {detail}", reason.as_str())]
+    Rejected {
+        reason: RejectReason,
+        detail: String,
+    },
     /// Storage failed; nothing was committed, the box will resend.
     #[error("storage failed: {0}")]
     Storage(String),
 }
 
-/// Where committed batches go. `commit` MUST be durable and idempotent when
-/// it returns: the ack is published right after it.
+/// Where batches go. `commit` MUST verify the batch's signature against the
+/// device's registered key, and MUST be durable and idempotent when it
+/// returns: the ack is published right after it.
 pub trait BatchSink: Send + Sync + 'static {
     fn commit(&self, batch: &Batch) -> Result<CommitOutcome, SinkError>;
+    /// Keeps a rejected message; failures are the sink's to log.
+    fn dead_letter(&self, letter: DeadLetter);
 }
 
 /// Counters for `/health` and metrics.
@@ -123,6 +188,31 @@ async fn run(
     }
 }
 
+async fn dead_letter(
+    sink: &Arc<dyn BatchSink>,
+    topic_name: &str,
+    payload: &[u8],
+    reason: RejectReason,
+    detail: String,
+) {
+    let excerpt = &payload[..payload.len().min(DEAD_LETTER_EXCERPT_BYTES)];
+    let letter = DeadLetter {
+        topic: topic_name.to_owned(),
+        device_id: topic::device_of(topic_name, "records").map(str::to_owned),
+        reason,
+        detail,
+        payload_bytes: payload.len(),
+        payload_excerpt: String::from_utf8_lossy(excerpt).into_owned(),
+    };
+    let sink = Arc::clone(sink);
+    if tokio::task::spawn_blocking(move || sink.dead_letter(letter))
+        .await
+        .is_err()
+    {
+        tracing::error!("dead letter not stored");
+    }
+}
+
 async fn handle_message(
     client: &AsyncClient,
     topic_name: &str,
@@ -134,19 +224,21 @@ async fn handle_message(
         Ok(batch) => batch,
         Err(error) => {
             counters.messages_malformed.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(topic = topic_name, %error, bytes = payload.len(), "dropping a malformed batch");
+            tracing::warn!(topic = topic_name, %error, bytes = payload.len(), "dead-lettering a malformed batch");
+            dead_letter(sink, topic_name, payload, error.reason(), error.to_string()).await;
             return;
         }
     };
-    let sink = Arc::clone(sink);
+    let committer = Arc::clone(sink);
     let device_id = batch.device_id.clone();
     let epoch = batch.epoch.clone();
-    let outcome = tokio::task::spawn_blocking(move || sink.commit(&batch)).await;
+    let outcome = tokio::task::spawn_blocking(move || committer.commit(&batch)).await;
     let outcome = match outcome {
         Ok(Ok(outcome)) => outcome,
-        Ok(Err(SinkError::Rejected(reason))) => {
+        Ok(Err(SinkError::Rejected { reason, detail })) => {
             counters.batches_rejected.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(device_id, %reason, "batch rejected");
+            tracing::error!(device_id, reason = reason.as_str(), %detail, "batch rejected");
+            dead_letter(sink, topic_name, payload, reason, detail).await;
             return;
         }
         Ok(Err(SinkError::Storage(reason))) => {

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
+use crate::identity::DeviceKey;
 use crate::mqtt::{self, BrokerConfig, LinkEvent};
 use crate::outbox::Outbox;
 use crate::wire::{
@@ -122,6 +123,7 @@ pub fn spawn(
     broker: &BrokerConfig,
     config: UplinkConfig,
     outbox: Outbox,
+    key: DeviceKey,
     software_version: &str,
 ) -> UplinkHandle {
     let device_id = outbox.device_id().to_owned();
@@ -141,6 +143,7 @@ pub fn spawn(
     let uplink = Uplink {
         config,
         outbox,
+        key,
         client,
         status: status_tx,
         version: software_version.to_owned(),
@@ -158,6 +161,7 @@ pub fn spawn(
 struct Uplink {
     config: UplinkConfig,
     outbox: Outbox,
+    key: DeviceKey,
     client: AsyncClient,
     status: watch::Sender<UplinkStatus>,
     version: String,
@@ -342,12 +346,15 @@ impl Uplink {
             keep += 1;
         }
         records.truncate(keep.max(1));
-        Batch {
+        let mut batch = Batch {
             v: PROTOCOL_VERSION,
             device_id: self.outbox.device_id().to_owned(),
             epoch: self.outbox.epoch().to_owned(),
             records,
-        }
+            sig: String::new(),
+        };
+        self.key.sign(&mut batch);
+        batch
     }
 
     fn publish_status(&self) {

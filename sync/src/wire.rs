@@ -169,6 +169,8 @@ pub struct Batch {
     pub device_id: String,
     pub epoch: String,
     pub records: Vec<Record>,
+    /// Hex ed25519 signature of [`Batch::signing_bytes`] by the device key.
+    pub sig: String,
 }
 
 impl Batch {
@@ -238,6 +240,21 @@ impl Batch {
 
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// What the device signs: a domain tag, the identity, and every record's
+    /// seq and hash (each hash covers its record's canonical bytes).
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.records.len() * 80);
+        out.extend_from_slice(b"valeo/v1/batch\0");
+        out.extend_from_slice(self.device_id.as_bytes());
+        out.push(0);
+        out.extend_from_slice(self.epoch.as_bytes());
+        out.push(0);
+        for record in &self.records {
+            out.extend_from_slice(format!("{}:{}\n", record.seq, record.hash).as_bytes());
+        }
+        out
     }
 
     pub fn first_seq(&self) -> u64 {
@@ -319,6 +336,7 @@ mod tests {
             device_id: "box-1".into(),
             epoch: "e1".into(),
             records,
+            sig: String::new(),
         }
         .encode()
     }

@@ -6,6 +6,8 @@
 //! The binaries must be built first (`cargo build --bins`); the test
 //! command in the README does that.
 
+pub mod proxy;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -51,7 +53,11 @@ pub struct Process {
 impl Process {
     pub fn spawn(name: &str, program: &Path, args: &[&str], dir: &Path) -> anyhow::Result<Process> {
         let log = dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log)?;
+        // Appended, so a restarted process keeps the story of the earlier runs.
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
         let err = out.try_clone()?;
         let child = Command::new(program)
             .args(args)
@@ -128,15 +134,19 @@ pub enum BrokerKind {
 #[derive(Debug)]
 pub struct Mosquitto {
     pub port: u16,
-    _process: Process,
+    pub process: Process,
 }
 
 impl Mosquitto {
     pub async fn start(dir: &Path) -> anyhow::Result<Mosquitto> {
+        Self::start_on(dir, free_port()).await
+    }
+
+    /// Starts on a given port, e.g. to restart after a kill.
+    pub async fn start_on(dir: &Path, port: u16) -> anyhow::Result<Mosquitto> {
         let program = which("mosquitto").context(
             "mosquitto is not installed: the README's test command installs it (apt-get install mosquitto)",
         )?;
-        let port = free_port();
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
@@ -152,10 +162,7 @@ impl Mosquitto {
             || async move { std::net::TcpStream::connect(("127.0.0.1", port)).ok() },
         )
         .await?;
-        Ok(Mosquitto {
-            port,
-            _process: process,
-        })
+        Ok(Mosquitto { port, process })
     }
 }
 
@@ -183,6 +190,7 @@ impl Central {
         dir: &Path,
         external_broker_port: Option<u16>,
         ports: Option<(u16, u16)>,
+        devices: &[(&str, &str)],
     ) -> anyhow::Result<Central> {
         let (http_port, mqtt_port) = ports.unwrap_or_else(|| (free_port(), free_port()));
         let mqtt_port = external_broker_port.unwrap_or(mqtt_port);
@@ -194,8 +202,12 @@ impl Central {
             data = dir.join("central-data").display(),
             embedded = external_broker_port.is_none(),
         );
+        let devices: String = devices
+            .iter()
+            .map(|(id, key)| format!("[[devices]]\nid = \"{id}\"\npublic_key = \"{key}\"\n"))
+            .collect();
         let path = dir.join("central.toml");
-        std::fs::write(&path, config)?;
+        std::fs::write(&path, config + &devices)?;
         let process = Process::spawn(
             "valeo-central",
             &binary("valeo-central")?,
@@ -233,6 +245,19 @@ pub struct Edge {
 }
 
 impl Edge {
+    /// The data directory of the box `device_id` under `dir`.
+    pub fn data_dir(dir: &Path, device_id: &str) -> PathBuf {
+        dir.join(format!("edge-{device_id}"))
+    }
+
+    /// Provisions the box's key before its first start, as an installer
+    /// would, and returns the public key to register at central.
+    pub fn provision(dir: &Path, device_id: &str) -> anyhow::Result<String> {
+        let data_dir = Self::data_dir(dir, device_id);
+        std::fs::create_dir_all(&data_dir)?;
+        Ok(valeo_sync::identity::DeviceKey::load_or_create(&data_dir)?.public_key_hex())
+    }
+
     pub async fn start(
         dir: &Path,
         device_id: &str,
@@ -240,12 +265,12 @@ impl Edge {
         scale_path: &Path,
     ) -> anyhow::Result<Edge> {
         let http_port = free_port();
-        let data_dir = dir.join("edge-data");
+        let data_dir = Self::data_dir(dir, device_id);
         let config = format!(
             "device_id = \"{device_id}\"\n\
              data_dir = \"{data}\"\n\
              [http]\nlisten = \"127.0.0.1:{http_port}\"\n\
-             [mqtt]\nport = {mqtt_port}\nreconnect_backoff_max_ms = 1000\n\
+             [mqtt]\nport = {mqtt_port}\nkeep_alive_s = 5\nreconnect_backoff_max_ms = 1000\n\
              [uplink]\nack_timeout_ms = 3000\n\
              [weighing]\nmin_load = \"400 kg\"\n\
              [[scales]]\nid = \"bridge-1\"\nresponse_timeout_ms = 1500\n\
@@ -253,10 +278,10 @@ impl Edge {
             data = data_dir.display(),
             scale = scale_path.display(),
         );
-        let path = dir.join("edge.toml");
+        let path = dir.join(format!("edge-{device_id}.toml"));
         std::fs::write(&path, config)?;
         let process = Process::spawn(
-            "valeo-edge",
+            &format!("valeo-edge-{device_id}"),
             &binary("valeo-edge")?,
             &["--config", &path.to_string_lossy()],
             dir,

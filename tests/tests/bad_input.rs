@@ -29,6 +29,7 @@ fn forged_batch(topic_device: &str, claimed_device: &str) -> (String, Vec<u8>) {
         device_id: claimed_device.into(),
         epoch: "e1".into(),
         records: vec![record],
+        sig: String::new(),
     };
     (format!("valeo/v1/{topic_device}/records"), batch.encode())
 }
@@ -36,7 +37,7 @@ fn forged_batch(topic_device: &str, claimed_device: &str) -> (String, Vec<u8>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_forged_batches_are_counted_and_never_stored() {
     let dir = tempfile::tempdir().unwrap();
-    let central = Central::start(dir.path(), None, None).await.unwrap();
+    let central = Central::start(dir.path(), None, None, &[]).await.unwrap();
 
     let mut options = MqttOptions::new("bad-input-test", "127.0.0.1", central.mqtt_port);
     options.set_max_packet_size(1 << 20, 1 << 20);
@@ -97,7 +98,7 @@ async fn malformed_and_forged_batches_are_counted_and_never_stored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_http_requests_get_problem_details() {
     let dir = tempfile::tempdir().unwrap();
-    let central = Central::start(dir.path(), None, None).await.unwrap();
+    let central = Central::start(dir.path(), None, None, &[]).await.unwrap();
     let http = reqwest::Client::new();
     let cases = [
         ("/api/v1/weighings?limit=0", 400, "limit"),

@@ -121,9 +121,15 @@ async fn two_weighings_reach_central(broker: BrokerKind) {
         BrokerKind::Embedded => None,
         BrokerKind::Mosquitto => Some(Mosquitto::start(dir.path()).await.unwrap()),
     };
-    let central = Central::start(dir.path(), mosquitto.as_ref().map(|m| m.port), None)
-        .await
-        .unwrap();
+    let key = Edge::provision(dir.path(), "e2e-box-1").unwrap();
+    let central = Central::start(
+        dir.path(),
+        mosquitto.as_ref().map(|m| m.port),
+        None,
+        &[("e2e-box-1", &key)],
+    )
+    .await
+    .unwrap();
     let scale = quick_scale();
     let pty = PtyScale::spawn(scale.clone(), Arc::new(Mutex::new(Faults::default()))).unwrap();
     let edge = Edge::start(dir.path(), "e2e-box-1", central.mqtt_port, pty.path())
@@ -161,6 +167,9 @@ async fn the_edge_weighs_while_central_is_down_and_delivers_later() {
     }));
     let pty = PtyScale::spawn(scale.clone(), Arc::clone(&faults)).unwrap();
 
+    let key = Edge::provision(dir.path(), "offline-box").unwrap();
+    let devices = [("offline-box", key.as_str())];
+
     // No broker and no central yet: the edge starts and weighs anyway.
     let edge = Edge::start(dir.path(), "offline-box", mqtt_port, pty.path())
         .await
@@ -172,13 +181,13 @@ async fn the_edge_weighs_while_central_is_down_and_delivers_later() {
     );
 
     // Central comes up, then dies hard, then comes back: nothing is lost.
-    let mut central = Central::start(dir.path(), None, Some((http_port, mqtt_port)))
+    let mut central = Central::start(dir.path(), None, Some((http_port, mqtt_port)), &devices)
         .await
         .unwrap();
     assert_ticket_at_central(&central, "offline-box", first_ticket, "EL-X 1").await;
     central.process.kill();
     let second_ticket = weigh_one_truck(&edge, &scale, "EL-X 2").await;
-    let central = Central::start(dir.path(), None, Some((http_port, mqtt_port)))
+    let central = Central::start(dir.path(), None, Some((http_port, mqtt_port)), &devices)
         .await
         .unwrap();
     assert_ticket_at_central(&central, "offline-box", second_ticket, "EL-X 2").await;

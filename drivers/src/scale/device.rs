@@ -1,24 +1,31 @@
-//! The device task: the single owner of one scale connection. It connects, polls `SI` for
-//! the live status, serves legal weighing requests between polls, and reconnects with
-//! jittered exponential backoff. Callers talk to it through a cloneable `ScaleHandle`.
+//! The device task: one per configured scale. It polls (or follows the stream of) its
+//! terminal for the live status, serves legal weighing requests, keeps per-device timeout,
+//! retry and degrade/backoff state, and publishes a `ScaleStatus`. Callers talk to it through
+//! a cloneable `ScaleHandle`.
 //!
-//! Architecture invariant: only this task touches the connection, so a weighing command can
-//! never interleave with a poll on the wire.
+//! The connection itself belongs to the line task (`scale::bus`), shared by every device on
+//! the same serial port or TCP address; a device only submits requests. So a dead device on
+//! an RS-485 line costs the others one timeout per (backed-off) poll, never a stall.
+//!
+//! Legal weighings come only from a terminal's register/print command (`S`, `P`, `<RN>`,
+//! `DR`, a configured request). Terminals without one (Toledo continuous output, a line
+//! protocol without `register_request`) register the terminal-stable value once the
+//! band-and-time filter agrees, and such weighings carry no alibi id.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::scale::bus::{self, Backoff, LineHandle};
+pub use crate::scale::config::{Mode, Protocol, ScaleConfig};
 use crate::scale::error::ScaleError;
-use crate::scale::mtsics::MtSicsClient;
-use crate::scale::reading::{LegalWeighing, Reading, Weight};
-use crate::transport::{self, BoxedIo, TransportConfig};
+use crate::scale::protocol::{Answer, Refusal, Reply, Request, ScaleProtocol};
+use crate::scale::reading::{LegalWeighing, Reading, Unit, Weight};
+use crate::scale::stability::StabilityFilter;
 
 /// Pending weighing requests per scale; senders wait when it is full.
 pub const REQUEST_QUEUE_CAPACITY: usize = 16;
@@ -26,107 +33,15 @@ pub const REQUEST_QUEUE_CAPACITY: usize = 16;
 /// Lower bound on the poll interval, so a zero in the config cannot make the task spin.
 pub const MIN_POLL_INTERVAL_MS: u64 = 10;
 
-/// Lower bound on the reconnect backoff, for the same reason.
-pub const MIN_BACKOFF_MS: u64 = 10;
+/// Lower bound on the reconnect backoff.
+pub const MIN_BACKOFF_MS: u64 = bus::MIN_BACKOFF_MS;
 
-/// Scale protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum Protocol {
-    /// Mettler-Toledo MT-SICS level 0/1.
-    #[default]
-    #[serde(rename = "mt-sics")]
-    MtSics,
-}
-
-fn default_poll_interval_ms() -> u64 {
-    250
-}
-
-fn default_response_timeout_ms() -> u64 {
-    2000
-}
-
-fn default_reconnect_backoff_min_ms() -> u64 {
-    500
-}
-
-fn default_reconnect_backoff_max_ms() -> u64 {
-    30_000
-}
-
-/// Configuration of one scale.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScaleConfig {
-    /// The scale's id, also the `terminal_id` of its legal weighings.
-    pub id: String,
-    /// Wire protocol.
-    #[serde(default)]
-    pub protocol: Protocol,
-    /// Where the terminal is attached.
-    pub transport: TransportConfig,
-    /// How often the live weight is polled.
-    #[serde(default = "default_poll_interval_ms")]
-    pub poll_interval_ms: u64,
-    /// How long to wait for any reply.
-    #[serde(default = "default_response_timeout_ms")]
-    pub response_timeout_ms: u64,
-    /// First reconnect delay.
-    #[serde(default = "default_reconnect_backoff_min_ms")]
-    pub reconnect_backoff_min_ms: u64,
-    /// Cap on the reconnect delay.
-    #[serde(default = "default_reconnect_backoff_max_ms")]
-    pub reconnect_backoff_max_ms: u64,
-}
-
-impl ScaleConfig {
-    /// A config with the documented defaults.
-    pub fn new(id: impl Into<String>, transport: TransportConfig) -> Self {
-        Self {
-            id: id.into(),
-            protocol: Protocol::default(),
-            transport,
-            poll_interval_ms: default_poll_interval_ms(),
-            response_timeout_ms: default_response_timeout_ms(),
-            reconnect_backoff_min_ms: default_reconnect_backoff_min_ms(),
-            reconnect_backoff_max_ms: default_reconnect_backoff_max_ms(),
-        }
-    }
-
-    /// Checks the id, the transport and that every interval is positive and ordered.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.id.trim().is_empty() {
-            return Err("scale id is empty".to_owned());
-        }
-        self.transport
-            .validate()
-            .map_err(|e| format!("scale {}: {e}", self.id))?;
-        for (name, value) in [
-            ("poll_interval_ms", self.poll_interval_ms),
-            ("response_timeout_ms", self.response_timeout_ms),
-            ("reconnect_backoff_min_ms", self.reconnect_backoff_min_ms),
-            ("reconnect_backoff_max_ms", self.reconnect_backoff_max_ms),
-        ] {
-            if value == 0 {
-                return Err(format!("scale {}: {name} must be greater than 0", self.id));
-            }
-        }
-        if self.reconnect_backoff_min_ms > self.reconnect_backoff_max_ms {
-            return Err(format!(
-                "scale {}: reconnect_backoff_min_ms ({}) exceeds reconnect_backoff_max_ms ({})",
-                self.id, self.reconnect_backoff_min_ms, self.reconnect_backoff_max_ms
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Live status of a scale, published by its device task.
+/// Live status of a scale, published by its device task (for `/health` and metrics).
 #[derive(Debug, Clone, Default)]
 pub struct ScaleStatus {
     /// The terminal answered on the current connection.
     pub connected: bool,
-    /// The latest weight reading (polled or from a weighing).
+    /// The latest weight reading (polled, streamed or from a weighing).
     pub last_reading: Option<Reading>,
     /// When `last_reading` arrived.
     pub last_reading_at: Option<Instant>,
@@ -134,10 +49,21 @@ pub struct ScaleStatus {
     pub readings_total: u64,
     /// Failures talking to the terminal (I/O, timeouts, protocol, refused commands).
     pub errors_total: u64,
+    /// Of `errors_total`, the requests that got no answer in time.
+    pub timeouts_total: u64,
+    /// Garbage or unrelated frames skipped while waiting for answers.
+    pub skipped_frames_total: u64,
     /// Successful connections after the first one.
     pub reconnects_total: u64,
     /// The latest failure, for display.
     pub last_error: Option<String>,
+    /// Failures in a row; reset by the next answer.
+    pub consecutive_failures: u32,
+    /// The device failed `degrade_after_failures` times in a row and is polled with backoff.
+    pub degraded: bool,
+    /// Streaming protocols: the band-and-time filter and the terminal agree the weight is
+    /// settled. Poll protocols: the terminal's stable flag of the last reading.
+    pub settled: bool,
 }
 
 #[derive(Debug)]
@@ -165,7 +91,10 @@ impl ScaleHandle {
         self.status.clone()
     }
 
-    /// Asks the terminal for a stable weighing (MT-SICS "S"); refuses below `min_load` with BelowMinimumLoad. Serialised with the polling on the same connection.
+    /// Asks the terminal for a legal weighing with its register/print command; refuses below
+    /// the larger of `min_load` and the configured minimum in e (`BelowMinimumLoad`), while
+    /// unstable (`NotStable`) and on over/underload. Serialised with all other traffic on the
+    /// line.
     pub async fn register_weighing(&self, min_load: Weight) -> Result<LegalWeighing, ScaleError> {
         let (reply, answer) = oneshot::channel();
         self.requests
@@ -176,11 +105,10 @@ impl ScaleHandle {
     }
 }
 
-/// Spawns the owning task (tokio::spawn). It connects via transport::connect, polls `SI` every
-/// poll_interval_ms for the live status, serves register_weighing requests (bounded mpsc,
-/// capacity 16) between polls, reconnects with exponential backoff with jitter between min and
-/// max on I/O errors/timeouts, and never exits on bad bytes. The task ends when every
-/// ScaleHandle is dropped.
+/// Spawns the device task (tokio::spawn) and, if none runs for its port or address yet, the
+/// line task that owns the connection. The device polls every `poll_interval_ms` (or follows
+/// the stream), serves `register_weighing` between readings, and never exits on bad bytes.
+/// It ends when every `ScaleHandle` is dropped; the line task ends with its last device.
 pub fn spawn(config: ScaleConfig) -> ScaleHandle {
     let (requests_tx, requests_rx) = mpsc::channel(REQUEST_QUEUE_CAPACITY);
     let (status_tx, status_rx) = watch::channel(ScaleStatus::default());
@@ -189,13 +117,30 @@ pub fn spawn(config: ScaleConfig) -> ScaleHandle {
         // Keep running with clamped values: a scale that retries is better than none.
         tracing::warn!(scale = %config.id, %problem, "scale config is invalid");
     }
-    let span = tracing::info_span!("scale", id = %config.id);
+    let line = bus::open_line(
+        &config.transport,
+        Backoff {
+            min_ms: config.reconnect_backoff_min_ms,
+            max_ms: config.reconnect_backoff_max_ms,
+        },
+    );
+    let protocol = config.build_protocol();
+    let division = config.division.unwrap_or(Weight::new(1, 0, Unit::Kg));
+    let span = tracing::info_span!("scale", id = %config.id, protocol = %config.protocol);
+    let stream = config.effective_mode() == Mode::Stream;
     tokio::spawn(
         DeviceTask {
+            filter: StabilityFilter::new(config.stability.clone(), division),
             config,
+            protocol,
+            line,
+            stream,
             requests: requests_rx,
             status: status_tx,
             ever_connected: false,
+            streaming: false,
+            handshake_done: false,
+            degraded_interval_ms: 0,
         }
         .run()
         .instrument(span),
@@ -207,185 +152,222 @@ pub fn spawn(config: ScaleConfig) -> ScaleHandle {
     }
 }
 
-/// Next reconnect delay, "decorrelated jitter": uniform in [min, 3 × previous], capped at max.
-fn next_backoff_ms(previous_ms: u64, min_ms: u64, max_ms: u64, rng: &mut impl Rng) -> u64 {
-    let min_ms = min_ms.max(MIN_BACKOFF_MS);
-    let max_ms = max_ms.max(min_ms);
-    let upper = previous_ms.saturating_mul(3).clamp(min_ms, max_ms);
-    rng.random_range(min_ms..=upper)
-}
-
-/// Whether a session ended because the connection broke or because every handle is gone.
-enum SessionEnd {
-    ConnectionLost,
-    HandlesDropped,
-}
-
 struct DeviceTask {
     config: ScaleConfig,
+    protocol: Arc<dyn ScaleProtocol>,
+    line: LineHandle,
+    /// Configured for streaming.
+    stream: bool,
     requests: mpsc::Receiver<WeighingRequest>,
     status: watch::Sender<ScaleStatus>,
+    filter: StabilityFilter,
     ever_connected: bool,
+    /// The stream was started on the current connection.
+    streaming: bool,
+    handshake_done: bool,
+    /// Current poll interval while degraded (0 when healthy).
+    degraded_interval_ms: u64,
+}
+
+fn rejected(request: Request, text: &str) -> ScaleError {
+    ScaleError::Rejected {
+        command: request.as_str().to_owned(),
+        reply: text.to_owned(),
+    }
+}
+
+fn refusal_error(request: Request, refusal: &Refusal) -> ScaleError {
+    match refusal {
+        Refusal::NotStable => ScaleError::NotStable,
+        Refusal::Overload => ScaleError::Overload,
+        Refusal::Underload => ScaleError::Underload,
+        Refusal::Weight(text) | Refusal::General(text) => rejected(request, text),
+    }
 }
 
 impl DeviceTask {
     async fn run(mut self) {
-        let min_ms = self.config.reconnect_backoff_min_ms.max(MIN_BACKOFF_MS);
-        let max_ms = self.config.reconnect_backoff_max_ms.max(min_ms);
-        let mut backoff_ms = min_ms;
-        let mut first_attempt = true;
-        loop {
-            if !first_attempt {
-                backoff_ms = next_backoff_ms(backoff_ms, min_ms, max_ms, &mut rand::rng());
-                tracing::debug!(backoff_ms, "waiting before reconnecting");
-                if !self
-                    .refuse_requests_for(Duration::from_millis(backoff_ms))
-                    .await
-                {
-                    return;
-                }
-            }
-            first_attempt = false;
-            let Some(io) = self.connect().await else {
-                return;
-            };
-            let io = match io {
-                Ok(io) => io,
-                Err(error) => {
-                    self.record_error(&ScaleError::Io(error));
-                    continue;
-                }
-            };
-            tracing::info!(transport = %self.config.transport.describe(), "connected");
-            let mut answered = false;
-            match self.session(io, &mut answered).await {
-                SessionEnd::HandlesDropped => return,
-                SessionEnd::ConnectionLost => {
-                    self.status.send_modify(|s| s.connected = false);
-                    // A connection that produced answers was healthy; start backing off afresh.
-                    if answered {
-                        backoff_ms = min_ms;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Connects while answering requests with `Disconnected`; None when every handle is gone.
-    async fn connect(&mut self) -> Option<std::io::Result<BoxedIo>> {
-        let connecting = transport::connect(&self.config.transport);
-        tokio::pin!(connecting);
-        loop {
-            tokio::select! {
-                result = &mut connecting => return Some(result),
-                request = self.requests.recv() => match request {
-                    Some(request) => refuse(request),
-                    None => return None,
-                },
-            }
-        }
-    }
-
-    /// Sleeps while answering requests with `Disconnected`; false when every handle is gone.
-    async fn refuse_requests_for(&mut self, duration: Duration) -> bool {
-        let sleep = tokio::time::sleep(duration);
-        tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                () = &mut sleep => return true,
-                request = self.requests.recv() => match request {
-                    Some(request) => refuse(request),
-                    None => return false,
-                },
-            }
-        }
-    }
-
-    async fn session(&mut self, io: BoxedIo, answered: &mut bool) -> SessionEnd {
-        let mut client = MtSicsClient::new(io, self.config.response_timeout_ms);
-        let poll_ms = self.config.poll_interval_ms.max(MIN_POLL_INTERVAL_MS);
-        let mut poll = tokio::time::interval(Duration::from_millis(poll_ms));
-        poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut next_poll = Instant::now();
         loop {
             tokio::select! {
                 // Weighings are rare and someone waits for them; serve them before a poll.
                 biased;
                 request = self.requests.recv() => {
                     let Some(request) = request else {
-                        return SessionEnd::HandlesDropped;
+                        return;
                     };
-                    let result = self.weigh(&mut client, request.min_load).await;
-                    let lost = self.after_exchange(result.as_ref().err(), answered);
+                    let result = self.weigh(request.min_load).await;
+                    if let Err(error) = &result {
+                        tracing::info!(%error, "weighing refused");
+                    }
                     if request.reply.send(result).is_err() {
                         tracing::debug!("weighing requester gave up before the answer");
                     }
-                    if lost {
-                        return SessionEnd::ConnectionLost;
+                }
+                () = tokio::time::sleep_until(next_poll) => {
+                    self.poll_once().await;
+                    next_poll = Instant::now() + self.poll_interval();
+                }
+            }
+        }
+    }
+
+    fn poll_interval(&self) -> Duration {
+        if self.degraded_interval_ms > 0 {
+            return Duration::from_millis(self.degraded_interval_ms);
+        }
+        if self.stream && self.streaming {
+            // The stream paces itself: the next frame is awaited right away.
+            return Duration::ZERO;
+        }
+        Duration::from_millis(self.config.poll_interval_ms.max(MIN_POLL_INTERVAL_MS))
+    }
+
+    /// One request on the line, booked in the status.
+    async fn call(&mut self, request: Request, timeout_ms: u64) -> Result<Answer, ScaleError> {
+        let result = self.line.call(&self.protocol, request, timeout_ms).await;
+        if result.skipped_frames > 0 {
+            self.status
+                .send_modify(|s| s.skipped_frames_total += result.skipped_frames);
+        }
+        match &result.answer {
+            Ok(_) => self.mark_answered(),
+            Err(error) => self.record_failure(error),
+        }
+        result.answer
+    }
+
+    async fn poll_once(&mut self) {
+        let timeout_ms = self.config.response_timeout_ms;
+        if self.config.handshake && !self.handshake_done {
+            match self.call(Request::Handshake, timeout_ms).await {
+                Ok(_) => self.handshake_done = true,
+                Err(_) => return,
+            }
+        }
+        let request = match (self.stream, self.streaming) {
+            (true, false) => Request::StartStream,
+            (true, true) => Request::Next,
+            (false, _) => Request::Poll,
+        };
+        let mut attempts = 0;
+        loop {
+            let result = self.call(request, timeout_ms).await;
+            match result {
+                Ok(answer) => {
+                    if request == Request::StartStream {
+                        self.streaming = true;
                     }
+                    self.take_reading(&answer.reply);
+                    return;
                 }
-                _ = poll.tick() => {
-                    match client.immediate_weight().await {
-                        Ok(reading) => {
-                            self.record_reading(reading);
-                            self.after_exchange(None, answered);
-                        }
-                        Err(error) => {
-                            if self.after_exchange(Some(&error), answered) {
-                                return SessionEnd::ConnectionLost;
-                            }
-                        }
-                    }
+                Err(ScaleError::Timeout { .. } | ScaleError::Protocol(_))
+                    if attempts < self.config.retries && !self.stream =>
+                {
+                    attempts += 1;
                 }
+                Err(_) => return,
             }
         }
     }
 
-    /// Books the outcome of one exchange; true when the connection must be re-established.
-    fn after_exchange(&mut self, error: Option<&ScaleError>, answered: &mut bool) -> bool {
-        match error {
-            Some(error) if error.is_connection_error() => {
-                self.record_error(error);
-                true
+    /// Books the reading a reply carries, if any; returns it.
+    fn take_reading(&mut self, reply: &Reply) -> Option<Reading> {
+        let reading = match reply {
+            Reply::Reading(reading) | Reply::Registered { reading, .. } => reading.clone(),
+            Reply::Refused(_) | Reply::Info { .. } => return None,
+        };
+        let settled = if self.stream {
+            self.filter.push(&reading, Instant::now())
+        } else {
+            reading.stable
+        };
+        self.status.send_modify(|s| {
+            s.last_reading = Some(reading.clone());
+            s.last_reading_at = Some(Instant::now());
+            s.readings_total += 1;
+            s.settled = settled;
+        });
+        Some(reading)
+    }
+
+    async fn weigh(&mut self, min_load: Weight) -> Result<LegalWeighing, ScaleError> {
+        if !self.status.borrow().connected {
+            return Err(ScaleError::Disconnected);
+        }
+        let min_load = self.config.effective_min_load(min_load);
+        let timeout_ms = self.config.response_timeout_ms;
+        if self.protocol.encode(Request::Register).is_some() {
+            if self.streaming {
+                // End the stream so its frames cannot be taken for the registration's reply.
+                self.streaming = false;
+                self.call(Request::StopStream, timeout_ms).await?;
             }
-            Some(error) => {
-                // The terminal answered: the link works, it only refused or reported a condition.
-                self.mark_answered(answered);
-                if matches!(error, ScaleError::Rejected { .. }) {
-                    self.record_error(error);
-                }
-                false
-            }
-            None => {
-                self.mark_answered(answered);
-                false
+            // Never retried: a lost reply may hide a registration that happened, and a retry
+            // would register the truck a second time.
+            let answer = self.call(Request::Register, timeout_ms).await?;
+            return self.legal(Request::Register, &answer, min_load, true);
+        }
+        if self.stream {
+            return self.weigh_from_stream(min_load).await;
+        }
+        let answer = self.call(Request::Poll, timeout_ms).await?;
+        self.legal(Request::Poll, &answer, min_load, true)
+    }
+
+    /// Stream-only terminals: wait for the terminal's stable flag and the band-and-time
+    /// filter to agree, up to `register_wait_ms`.
+    async fn weigh_from_stream(&mut self, min_load: Weight) -> Result<LegalWeighing, ScaleError> {
+        let deadline = Instant::now() + Duration::from_millis(self.config.register_wait_ms);
+        let timeout_ms = self.config.response_timeout_ms;
+        loop {
+            let request = if self.streaming {
+                Request::Next
+            } else {
+                Request::StartStream
+            };
+            let answer = self.call(request, timeout_ms).await?;
+            self.streaming = true;
+            self.take_reading(&answer.reply);
+            let settled = self.filter.is_settled();
+            let refused = matches!(&answer.reply, Reply::Reading(r) if r.overload || r.underload);
+            if settled || refused || Instant::now() >= deadline {
+                return self.legal(request, &answer, min_load, settled);
             }
         }
     }
 
-    fn mark_answered(&mut self, answered: &mut bool) {
-        if !*answered {
-            *answered = true;
-            let reconnected = self.ever_connected;
-            self.ever_connected = true;
-            self.status.send_modify(|s| {
-                s.connected = true;
-                if reconnected {
-                    s.reconnects_total += 1;
-                }
-            });
-        }
-    }
-
-    async fn weigh(
+    /// Turns a register answer into a `LegalWeighing`, or the reason why not.
+    fn legal(
         &mut self,
-        client: &mut MtSicsClient<BoxedIo>,
+        request: Request,
+        answer: &Answer,
         min_load: Weight,
+        settled: bool,
     ) -> Result<LegalWeighing, ScaleError> {
-        let reading = client.stable_weight().await?;
-        let raw = reading.raw.clone();
-        let weight = reading.net;
-        self.record_reading(reading);
-        let Some(weight) = weight else {
+        let (alibi_id, terminal_time) = match &answer.reply {
+            Reply::Refused(refusal) => return Err(refusal_error(request, refusal)),
+            Reply::Info { text, .. } => return Err(rejected(request, text)),
+            Reply::Reading(_) => (None, None),
+            Reply::Registered {
+                alibi_id,
+                terminal_time,
+                ..
+            } => (alibi_id.clone(), terminal_time.clone()),
+        };
+        let Some(reading) = self.take_reading(&answer.reply) else {
+            return Err(ScaleError::Protocol("reply without a reading".to_owned()));
+        };
+        if reading.overload {
+            return Err(ScaleError::Overload);
+        }
+        if reading.underload {
+            return Err(ScaleError::Underload);
+        }
+        if !reading.stable || !settled {
+            return Err(ScaleError::NotStable);
+        }
+        let Some(weight) = reading.net else {
             return Err(ScaleError::Protocol(
                 "stable reply without a weight".to_owned(),
             ));
@@ -393,9 +375,13 @@ impl DeviceTask {
         match weight.compare(&min_load) {
             Some(Ordering::Greater | Ordering::Equal) => Ok(LegalWeighing {
                 weight,
-                alibi_id: None,
+                gross: reading.gross,
+                tare: reading.tare,
+                tare_kind: reading.tare_kind,
+                alibi_id,
                 terminal_id: self.config.id.clone(),
-                raw,
+                terminal_time,
+                raw: answer.raw.clone(),
             }),
             _ => Err(ScaleError::BelowMinimumLoad {
                 weight,
@@ -404,84 +390,60 @@ impl DeviceTask {
         }
     }
 
-    fn record_reading(&mut self, reading: Reading) {
-        self.status.send_modify(|s| {
-            s.last_reading = Some(reading);
-            s.last_reading_at = Some(Instant::now());
-            s.readings_total += 1;
+    fn mark_answered(&mut self) {
+        let reconnected = self.ever_connected;
+        self.ever_connected = true;
+        self.degraded_interval_ms = 0;
+        self.status.send_if_modified(|s| {
+            let changed = !s.connected || s.degraded || s.consecutive_failures > 0;
+            if !s.connected && reconnected {
+                s.reconnects_total += 1;
+            }
+            s.connected = true;
+            s.degraded = false;
+            s.consecutive_failures = 0;
+            changed
         });
     }
 
-    fn record_error(&mut self, error: &ScaleError) {
+    fn record_failure(&mut self, error: &ScaleError) {
+        let connection_lost = error.is_connection_error();
+        if connection_lost {
+            // A new connection needs the stream restarted, the filter refilled and the
+            // protocol confirmed again.
+            self.streaming = false;
+            self.handshake_done = false;
+            self.filter.reset();
+        }
+        if matches!(error, ScaleError::Disconnected) {
+            // The line is backing off; that is already counted where the connection failed.
+            self.status
+                .send_if_modified(|s| std::mem::replace(&mut s.connected, false));
+            return;
+        }
         tracing::warn!(%error, "scale error");
         let message = error.to_string();
+        let is_timeout = matches!(error, ScaleError::Timeout { .. });
+        let degrade_after = self.config.degrade_after_failures.max(1);
+        let mut degraded = false;
         self.status.send_modify(|s| {
             s.errors_total += 1;
+            if is_timeout {
+                s.timeouts_total += 1;
+            }
             s.last_error = Some(message);
+            if connection_lost {
+                s.connected = false;
+            }
+            s.consecutive_failures = s.consecutive_failures.saturating_add(1);
+            degraded = s.consecutive_failures >= degrade_after;
+            s.degraded = degraded;
         });
-    }
-}
-
-fn refuse(request: WeighingRequest) {
-    if request.reply.send(Err(ScaleError::Disconnected)).is_err() {
-        tracing::debug!("weighing requester gave up before the answer");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::SeedableRng;
-    use rand::rngs::StdRng;
-
-    #[test]
-    fn backoff_grows_with_jitter_and_stays_within_bounds() {
-        let mut rng = StdRng::seed_from_u64(7);
-        let mut delay = 500;
-        let mut seen = Vec::new();
-        for _ in 0..200 {
-            delay = next_backoff_ms(delay, 500, 30_000, &mut rng);
-            assert!((500..=30_000).contains(&delay), "{delay}");
-            seen.push(delay);
+        if degraded {
+            let base = self.config.poll_interval_ms.max(MIN_POLL_INTERVAL_MS);
+            let cap = self.config.degraded_poll_interval_max_ms.max(base);
+            self.degraded_interval_ms =
+                self.degraded_interval_ms.saturating_mul(2).clamp(base, cap);
         }
-        assert!(seen.iter().any(|&d| d > 10_000), "backoff never grew");
-        seen.sort_unstable();
-        seen.dedup();
-        assert!(seen.len() > 50, "no jitter");
-        assert_eq!(next_backoff_ms(0, 0, 0, &mut rng), MIN_BACKOFF_MS);
-    }
-
-    #[test]
-    fn config_defaults_and_validation() {
-        let cfg: ScaleConfig = toml::from_str(
-            "id = \"bridge-1\"\n[transport]\nkind = \"tcp\"\naddress = \"127.0.0.1:4305\"\n",
-        )
-        .unwrap();
-        assert_eq!(
-            cfg,
-            ScaleConfig::new(
-                "bridge-1",
-                TransportConfig::Tcp {
-                    address: "127.0.0.1:4305".to_owned(),
-                    connect_timeout_ms: 3000
-                }
-            )
-        );
-        cfg.validate().unwrap();
-        let json = serde_json::to_value(&cfg).unwrap();
-        assert_eq!(json["protocol"], "mt-sics");
-
-        assert!(
-            toml::from_str::<ScaleConfig>(
-                "id = \"b\"\nspeed = 1\n[transport]\nkind = \"tcp\"\naddress = \"a:1\"\n"
-            )
-            .is_err()
-        );
-        let mut bad = cfg.clone();
-        bad.reconnect_backoff_min_ms = 60_000;
-        assert!(bad.validate().is_err());
-        let mut bad = cfg;
-        bad.poll_interval_ms = 0;
-        assert!(bad.validate().is_err());
     }
 }

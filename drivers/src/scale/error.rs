@@ -46,6 +46,9 @@ pub enum ScaleError {
     /// The connection to the terminal is closed or not established.
     #[error("scale is disconnected")]
     Disconnected,
+    /// The configured protocol has no command for what was asked.
+    #[error("not supported: {0}")]
+    Unsupported(String),
 }
 
 impl ScaleError {

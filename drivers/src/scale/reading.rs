@@ -220,15 +220,32 @@ impl FromStr for Weight {
     }
 }
 
+/// How the active tare was obtained (OPC 40200 `TareMode`; OIML R 76 marks preset tare `PT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TareKind {
+    /// No tare is active: the displayed weight is gross.
+    None,
+    /// The tare was weighed on the scale (tare key or `T` command).
+    Weighed,
+    /// The tare was entered, not weighed (keyboard or preset tare, `PT`).
+    Preset,
+}
+
 /// One reading as the terminal reports it (field names after OPC 40200 Scales).
-#[derive(Debug, Clone, PartialEq)]
+///
+/// `net` is always the weight the terminal displays as the result: with no tare active it
+/// equals the gross weight. Flags a protocol does not report stay `None`.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Reading {
-    /// Net weight; None on overload/underload.
+    /// Net weight (gross when no tare is active); None on overload/underload.
     pub net: Option<Weight>,
     /// Gross weight when the protocol reports it.
     pub gross: Option<Weight>,
     /// Tare weight when the protocol reports it.
     pub tare: Option<Weight>,
+    /// The unit of the weights, also when an overload leaves no weight to carry it.
+    pub unit: Option<Unit>,
     /// The terminal's own motion detection says the weight is stable.
     pub stable: bool,
     /// Weight above the weighing range.
@@ -237,21 +254,80 @@ pub struct Reading {
     pub underload: bool,
     /// Within ±¼ e of zero, when the protocol reports it.
     pub center_of_zero: Option<bool>,
+    /// The terminal displays net (a tare is active), when the protocol reports it.
+    pub net_mode: Option<bool>,
+    /// How the tare was obtained, when the protocol reports it.
+    pub tare_kind: Option<TareKind>,
     /// The frame bytes as received, for audit.
     pub raw: Vec<u8>,
 }
 
-/// A weighing the terminal itself reported as stable in answer to a weighing command (MT-SICS `S`), never from `SI`/streams.
+/// A weighing the terminal itself reported as stable in answer to a register/print command
+/// (MT-SICS `S`, SysTec `<RN>`, DISOMAT `DR`, ...), never from `SI` or a live stream poll.
+///
+/// `#[non_exhaustive]`: only this crate's device task creates one, after the terminal
+/// answered a weighing command, so no other code can pass a hand-made value off as legal.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct LegalWeighing {
-    /// The stable weight.
+    /// The stable weight: net, which equals gross when no tare is active.
     pub weight: Weight,
-    /// MT-SICS level 0/1 has none: None; registration protocols fill it.
+    /// Gross weight when the terminal reported it.
+    pub gross: Option<Weight>,
+    /// Tare weight when the terminal reported it.
+    pub tare: Option<Weight>,
+    /// How the tare was obtained, when the terminal reported it.
+    pub tare_kind: Option<TareKind>,
+    /// The terminal's alibi/ident/protocol number; None where the protocol has none (MT-SICS
+    /// level 0/1, SMA, Toledo continuous).
     pub alibi_id: Option<String>,
     /// The scale's configured id.
     pub terminal_id: String,
+    /// The terminal's own date and time of the registration, as it sent it (format is the
+    /// terminal's configuration), where the protocol carries one.
+    pub terminal_time: Option<String>,
     /// The reply frame as received.
     pub raw: Vec<u8>,
+}
+
+/// Parses a weight field as terminals print it: optional sign, spaces anywhere around the
+/// digits (`"-  12.5"`, `" +0012340"`), and `.` or `,` as decimal separator (Schenck uses a
+/// comma). An all-blank field is None.
+pub fn parse_weight_field(field: &str, unit: Unit) -> Result<Option<Weight>, WeightParseError> {
+    let compact: String = field
+        .chars()
+        .filter(|c| *c != ' ')
+        .map(|c| if c == ',' { '.' } else { c })
+        .collect();
+    if compact.is_empty() {
+        return Ok(None);
+    }
+    let (value, decimals) = parse_decimal(&compact)?;
+    Ok(Some(Weight::new(value, decimals, unit)))
+}
+
+/// `a - b` when both share unit and decimals and nothing overflows.
+pub(crate) fn checked_sub(a: &Weight, b: &Weight) -> Option<Weight> {
+    if a.unit != b.unit || a.decimals != b.decimals {
+        return None;
+    }
+    Some(Weight::new(
+        a.value.checked_sub(b.value)?,
+        a.decimals,
+        a.unit,
+    ))
+}
+
+/// `a + b` when both share unit and decimals and nothing overflows.
+pub(crate) fn checked_add(a: &Weight, b: &Weight) -> Option<Weight> {
+    if a.unit != b.unit || a.decimals != b.decimals {
+        return None;
+    }
+    Some(Weight::new(
+        a.value.checked_add(b.value)?,
+        a.decimals,
+        a.unit,
+    ))
 }
 
 #[cfg(test)]
@@ -350,6 +426,27 @@ mod tests {
         assert_eq!(
             Weight::new(1, 0, Unit::T).compare(&Weight::kg(999)),
             Some(Ordering::Greater)
+        );
+    }
+
+    #[test]
+    fn weight_fields_accept_terminal_spellings() {
+        let kg = |v| Ok(Some(Weight::kg(v)));
+        assert_eq!(parse_weight_field(" +0012340", Unit::Kg), kg(12_340));
+        assert_eq!(parse_weight_field("-  40", Unit::Kg), kg(-40));
+        assert_eq!(
+            parse_weight_field(" -123,5", Unit::Kg),
+            Ok(Some(Weight::new(-1235, 1, Unit::Kg)))
+        );
+        assert_eq!(parse_weight_field("      ", Unit::Kg), Ok(None));
+        assert!(parse_weight_field("12a", Unit::Kg).is_err());
+        assert_eq!(
+            checked_sub(&Weight::kg(5), &Weight::kg(7)),
+            Some(Weight::kg(-2))
+        );
+        assert_eq!(
+            checked_add(&Weight::kg(5), &Weight::new(7, 1, Unit::Kg)),
+            None
         );
     }
 

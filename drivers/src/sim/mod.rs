@@ -1,13 +1,18 @@
-//! Simulators that speak the real wire protocols, for tests and demos: a weighbridge
-//! physical model (`truck`), an MT-SICS terminal on any byte stream (`mtsics`), and the same
-//! terminal on a real pseudo-terminal (`pty`) or a TCP port (`tcp`).
+//! Simulators that speak the real wire protocols, for tests, the demo and installers without
+//! hardware: a weighbridge physical model with an alibi memory (`truck`), the shared device
+//! side with fault injection (`terminal`), one terminal per protocol (`mtsics`, `terminals`),
+//! and the same terminals on a real pseudo-terminal (`pty`) or a TCP port (`tcp`).
 
 pub mod mtsics;
 pub mod pty;
 pub mod tcp;
+pub mod terminal;
+pub mod terminals;
 pub mod truck;
 
-pub use mtsics::{Faults, serve};
+pub use mtsics::serve;
 pub use pty::PtyScale;
-pub use tcp::spawn_tcp;
+pub use tcp::{spawn_tcp, spawn_tcp_terminal};
+pub use terminal::{Faults, Terminal, TerminalFactory, serve_terminal};
+pub use terminals::{factory, multidrop_factory};
 pub use truck::{ScaleSample, TruckScale, TruckScaleParams};

@@ -1,57 +1,25 @@
 //! An MT-SICS terminal simulator: serves the real wire protocol on any byte stream, backed
-//! by a `TruckScale`, with runtime fault injection (garbage before replies, silence).
+//! by a `TruckScale`, with runtime fault injection (see `sim::terminal::Faults`).
 
 use std::io;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
-use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::scale::mtsics::codec::LineSplitter;
+use crate::scale::framing::{Framing, RawFrame};
 use crate::scale::mtsics::frame::{Command, ErrorReply, Reply, Response, Status, WeightReply};
 use crate::scale::reading::Weight;
+pub use crate::sim::terminal::{
+    Faults, GARBAGE_LINE, MAX_COMMAND_BYTES, STABLE_WAIT_MS, STREAM_INTERVAL_MS,
+};
+use crate::sim::terminal::{Terminal, serve_terminal};
 use crate::sim::truck::{TareOutcome, TruckScale, ZeroOutcome};
-
-/// How long `S` waits for stability before answering `S I`; below the driver's default
-/// response timeout (2000 ms) so that a waiting `S` is answered, not timed out.
-pub const STABLE_WAIT_MS: u64 = 1500;
-
-/// How often the terminal's stability is checked while `S` waits.
-const STABLE_CHECK_MS: u64 = 50;
-
-/// Interval of the `SIR` stream.
-pub const STREAM_INTERVAL_MS: u64 = 100;
-
-/// Command lines longer than this are answered with `ES`.
-pub const MAX_COMMAND_BYTES: usize = 64;
 
 /// The serial number the simulator reports (`I4`, `@`).
 pub const SERIAL_NUMBER: &str = "SIM0000001";
 
-/// The garbage line sent before replies when `Faults::garbage_before_reply` is set: binary
-/// noise like a baud-rate mismatch produces, terminated so the reply after it stays intact.
-pub const GARBAGE_LINE: &[u8] = b"\x00\xfe#~\xff?x\x13\r\n";
-
 /// Underload below this many divisions under zero (the terminal's display limit).
-const UNDERLOAD_DIVISIONS: i64 = 20;
-
-/// Faults to inject, settable at runtime through the shared `Arc<Mutex<Faults>>`.
-#[derive(Debug, Clone, Default)]
-pub struct Faults {
-    /// Send a garbage line before every reply.
-    pub garbage_before_reply: bool,
-    /// Read commands but never answer.
-    pub silent: bool,
-}
-
-fn current_faults(faults: &Mutex<Faults>) -> Faults {
-    faults
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone()
-}
+pub(crate) const UNDERLOAD_DIVISIONS: i64 = 20;
 
 /// The weight reply the terminal would give right now for `SI`.
 fn immediate_reply(scale: &TruckScale) -> Response {
@@ -71,25 +39,17 @@ fn immediate_reply(scale: &TruckScale) -> Response {
     }
 }
 
-/// `S`: waits up to `STABLE_WAIT_MS` for a stable weight, then gives up with `S I`.
-async fn stable_reply(scale: &TruckScale) -> Response {
-    let deadline = Instant::now() + Duration::from_millis(STABLE_WAIT_MS);
-    loop {
-        let reply = immediate_reply(scale);
-        match reply {
-            Response::Weight(WeightReply::Dynamic(_)) => {}
-            other => return other,
-        }
-        if Instant::now() >= deadline {
-            return Response::Weight(WeightReply::NotExecutable);
-        }
-        tokio::time::sleep(Duration::from_millis(STABLE_CHECK_MS)).await;
+/// `S` after the server waited for stability: a still dynamic weight becomes `S I`.
+fn stable_reply(scale: &TruckScale) -> Response {
+    match immediate_reply(scale) {
+        Response::Weight(WeightReply::Dynamic(_)) => Response::Weight(WeightReply::NotExecutable),
+        other => other,
     }
 }
 
-async fn respond(command: Command, scale: &TruckScale) -> Response {
+fn respond(command: Command, scale: &TruckScale) -> Response {
     match command {
-        Command::StableWeight => stable_reply(scale).await,
+        Command::StableWeight => stable_reply(scale),
         Command::ImmediateWeight | Command::ImmediateWeightRepeat => immediate_reply(scale),
         Command::Zero => Response::Zero(match scale.zero() {
             ZeroOutcome::Done => Status::Executed,
@@ -120,84 +80,75 @@ async fn respond(command: Command, scale: &TruckScale) -> Response {
     }
 }
 
-async fn send<T: AsyncWrite + Unpin>(
-    io: &mut T,
-    response: &Response,
-    faults: &Mutex<Faults>,
-) -> io::Result<()> {
-    let faults = current_faults(faults);
-    if faults.silent {
-        return Ok(());
-    }
-    if faults.garbage_before_reply {
-        io.write_all(GARBAGE_LINE).await?;
-    }
-    io.write_all(&response.encode()).await?;
-    io.flush().await
+/// The MT-SICS terminal: S (waits up to `STABLE_WAIT_MS` for stability, else `S I`), SI, SIR
+/// (stream every `STREAM_INTERVAL_MS` until the next command), Z, T, TA, TAC, @, I2, I4;
+/// anything else, or an over-long line, is answered `ES`.
+#[derive(Debug, Clone)]
+pub struct MtSicsTerminal {
+    scale: TruckScale,
+    streaming: bool,
 }
 
-enum Event {
-    Read(io::Result<usize>),
-    StreamTick,
+impl MtSicsTerminal {
+    /// A terminal on `scale`.
+    pub fn new(scale: TruckScale) -> Self {
+        Self {
+            scale,
+            streaming: false,
+        }
+    }
 }
 
-/// Serves MT-SICS on any byte stream, as a terminal would: answers S (waits up to
-/// `STABLE_WAIT_MS` for stability, else "S I"), SI, SIR (stream every 100 ms until next
-/// command), Z, T, TA, TAC, @, I2, I4; unknown command -> "ES". Also supports fault injection.
-/// Returns Ok when the peer closes the stream.
+impl Terminal for MtSicsTerminal {
+    fn command_framing(&self) -> Option<Framing> {
+        Some(Framing::lines(MAX_COMMAND_BYTES))
+    }
+
+    fn waits_for(&self, command: &[u8]) -> Option<TruckScale> {
+        (Command::parse(command) == Some(Command::StableWeight)).then(|| self.scale.clone())
+    }
+
+    fn respond(&mut self, command: &RawFrame) -> Vec<u8> {
+        // Any command ends a running SIR stream, as on a real terminal.
+        let command = Command::parse(command.body());
+        self.streaming = command == Some(Command::ImmediateWeightRepeat);
+        match command {
+            Some(command) => respond(command, &self.scale).encode(),
+            None => Response::Error(ErrorReply::Syntax).encode(),
+        }
+    }
+
+    fn on_bad_command(&mut self) -> Vec<u8> {
+        self.streaming = false;
+        Response::Error(ErrorReply::Syntax).encode()
+    }
+
+    fn streaming(&self) -> bool {
+        self.streaming
+    }
+
+    fn stream_frame(&mut self) -> Vec<u8> {
+        immediate_reply(&self.scale).encode()
+    }
+}
+
+/// Serves MT-SICS on any byte stream, as a terminal would (see `MtSicsTerminal`). Returns Ok
+/// when the peer closes the stream.
 pub async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
-    mut io: T,
+    io: T,
     scale: TruckScale,
     faults: Arc<Mutex<Faults>>,
 ) -> io::Result<()> {
-    let mut buf = BytesMut::with_capacity(MAX_COMMAND_BYTES);
-    let mut lines = LineSplitter::new(MAX_COMMAND_BYTES);
-    let mut streaming = false;
-    let mut stream_tick = tokio::time::interval(Duration::from_millis(STREAM_INTERVAL_MS));
-    stream_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        match lines.next_line(&mut buf) {
-            Ok(Some(line)) => {
-                // Any command ends a running SIR stream, as on a real terminal.
-                streaming = false;
-                let response = match Command::parse(line.content()) {
-                    Some(command) => {
-                        streaming = command == Command::ImmediateWeightRepeat;
-                        if streaming {
-                            stream_tick.reset();
-                        }
-                        respond(command, &scale).await
-                    }
-                    None => Response::Error(ErrorReply::Syntax),
-                };
-                send(&mut io, &response, &faults).await?;
-                continue;
-            }
-            Err(_) => {
-                streaming = false;
-                send(&mut io, &Response::Error(ErrorReply::Syntax), &faults).await?;
-                continue;
-            }
-            Ok(None) => {}
-        }
-        let event = tokio::select! {
-            read = io.read_buf(&mut buf) => Event::Read(read),
-            _ = stream_tick.tick(), if streaming => Event::StreamTick,
-        };
-        match event {
-            Event::Read(Ok(0)) => return Ok(()),
-            Event::Read(Ok(_)) => {}
-            Event::Read(Err(error)) => return Err(error),
-            Event::StreamTick => send(&mut io, &immediate_reply(&scale), &faults).await?,
-        }
-    }
+    serve_terminal(io, Box::new(MtSicsTerminal::new(scale)), faults).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sim::truck::TruckScaleParams;
-    use tokio::io::{AsyncBufReadExt, BufReader};
+    use std::time::Duration;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::time::Instant;
 
     async fn exchange<R: AsyncBufReadExt + AsyncWrite + Unpin>(
         io: &mut R,
@@ -307,8 +258,8 @@ mod tests {
         assert_eq!(raw, b"I4 A \"SIM0000001\"\r\n");
 
         *faults.lock().unwrap() = Faults {
-            garbage_before_reply: false,
             silent: true,
+            ..Faults::default()
         };
         io.write_all(b"SI\r\n").await.unwrap();
         let silence =

@@ -1,5 +1,6 @@
-//! `PtyScale`: a simulated MT-SICS terminal on a real pseudo-terminal, so drivers can be
-//! tested through the serial transport exactly as they would open `/dev/ttyUSB0`.
+//! `PtyScale`: a simulated terminal (MT-SICS by default, any protocol via a
+//! `TerminalFactory`) on a real pseudo-terminal, so drivers can be tested through the serial
+//! transport exactly as they would open `/dev/ttyUSB0`.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_serial::{SerialPort, SerialStream};
 
-use crate::sim::mtsics::{Faults, serve};
+use crate::sim::mtsics::MtSicsTerminal;
+use crate::sim::terminal::{Faults, TerminalFactory, serve_terminal};
 use crate::sim::truck::TruckScale;
 
 /// Pause before serving again after the master side failed (e.g. EIO while no slave is open).
@@ -35,8 +37,18 @@ impl std::fmt::Debug for PtyScale {
 }
 
 impl PtyScale {
-    /// Creates the pty pair and starts serving; must be called inside a tokio runtime.
+    /// Creates the pty pair and serves MT-SICS; must be called inside a tokio runtime.
     pub fn spawn(scale: TruckScale, faults: Arc<Mutex<Faults>>) -> io::Result<PtyScale> {
+        let factory: TerminalFactory =
+            Arc::new(move || Box::new(MtSicsTerminal::new(scale.clone())));
+        Self::spawn_terminal(factory, faults)
+    }
+
+    /// Creates the pty pair and serves the terminals `factory` builds (one per session).
+    pub fn spawn_terminal(
+        factory: TerminalFactory,
+        faults: Arc<Mutex<Faults>>,
+    ) -> io::Result<PtyScale> {
         let (mut master, slave) = SerialStream::pair().map_err(io::Error::from)?;
         let path = slave
             .name()
@@ -44,7 +56,7 @@ impl PtyScale {
             .ok_or_else(|| io::Error::other("pty slave has no path"))?;
         let task = tokio::spawn(async move {
             loop {
-                match serve(&mut master, scale.clone(), Arc::clone(&faults)).await {
+                match serve_terminal(&mut master, factory(), Arc::clone(&faults)).await {
                     // The master only sees EOF/EIO when every slave fd is closed; ours stays
                     // open, but if it happens anyway, wait for a client to open the slave again.
                     Ok(()) => tracing::debug!("pty master reached end of stream"),

@@ -2,8 +2,8 @@
 //! the bridge oscillates with decaying amplitude, settles, and the truck drives off again.
 //!
 //! Time is `tokio::time::Instant`, so tests that pause tokio's clock control the model
-//! exactly. The model also holds the terminal-side zero offset and tare, because a real
-//! terminal keeps those across connections.
+//! exactly. The model also holds the terminal-side zero offset, tare and alibi memory
+//! (consecutive numbers), because a real terminal keeps those across connections.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -18,6 +18,63 @@ const OVERLOAD_DIVISIONS: i64 = 9;
 
 /// OIML R 76: zero setting is limited to ±4 % of Max.
 const ZERO_RANGE_PERCENT: i64 = 4;
+
+/// Alibi records kept; the oldest are dropped beyond this (a real memory is a ring buffer).
+pub const MAX_ALIBI_RECORDS: usize = 10_000;
+
+/// One entry of the simulated alibi memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlibiRecord {
+    /// Consecutive number, starting at 1.
+    pub id: u32,
+    /// Registered gross weight in kg.
+    pub gross_kg: i64,
+    /// Tare at the time in kg.
+    pub tare_kg: i64,
+    /// Terminal date `dd.mm.yy`.
+    pub date: String,
+    /// Terminal time `HH:MM`.
+    pub time: String,
+}
+
+/// Why the simulated terminal refuses to register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegisterRefusal {
+    /// In motion.
+    NotStable,
+    /// Above Max + 9 e.
+    Overload,
+    /// Negative gross weight.
+    Negative,
+}
+
+/// The terminal's clock as `(dd.mm.yy, HH:MM)` in UTC, from the system clock.
+pub fn terminal_clock() -> (String, String) {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let (year, month, day) = civil_from_days(days);
+    let minute_of_day = (secs % 86_400) / 60;
+    (
+        format!("{day:02}.{month:02}.{:02}", year.rem_euclid(100)),
+        format!("{:02}:{:02}", minute_of_day / 60, minute_of_day % 60),
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
+    let month = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
 
 /// Parameters of the simulated weighbridge.
 #[derive(Debug, Clone)]
@@ -92,6 +149,8 @@ struct State {
     motion: Option<Motion>,
     zero_offset_kg: i64,
     tare_kg: i64,
+    alibi: Vec<AlibiRecord>,
+    next_alibi_id: u32,
 }
 
 impl State {
@@ -163,6 +222,8 @@ impl TruckScale {
                 motion: None,
                 zero_offset_kg: 0,
                 tare_kg: 0,
+                alibi: Vec::new(),
+                next_alibi_id: 1,
             })),
         }
     }
@@ -244,6 +305,45 @@ impl TruckScale {
     pub(crate) fn clear_tare(&self) {
         self.lock().tare_kg = 0;
     }
+
+    /// Changes the noise amplitude at runtime (fault injection).
+    pub fn set_noise_kg(&self, noise_kg: i64) {
+        self.lock().params.noise_kg = noise_kg.max(0);
+    }
+
+    /// Stores the current stable gross weight in the alibi memory under the next number.
+    pub fn register(&self) -> Result<AlibiRecord, RegisterRefusal> {
+        let mut state = self.lock();
+        let sample = state.sample_at(Instant::now());
+        if sample.overload {
+            return Err(RegisterRefusal::Overload);
+        }
+        if !sample.stable {
+            return Err(RegisterRefusal::NotStable);
+        }
+        if sample.weight_kg < 0 {
+            return Err(RegisterRefusal::Negative);
+        }
+        let (date, time) = terminal_clock();
+        let record = AlibiRecord {
+            id: state.next_alibi_id,
+            gross_kg: sample.weight_kg,
+            tare_kg: state.tare_kg,
+            date,
+            time,
+        };
+        state.next_alibi_id = state.next_alibi_id.wrapping_add(1).max(1);
+        if state.alibi.len() >= MAX_ALIBI_RECORDS {
+            state.alibi.remove(0);
+        }
+        state.alibi.push(record.clone());
+        Ok(record)
+    }
+
+    /// The alibi memory, oldest first.
+    pub fn alibi_records(&self) -> Vec<AlibiRecord> {
+        self.lock().alibi.clone()
+    }
 }
 
 #[cfg(test)]
@@ -292,6 +392,27 @@ mod tests {
         advance(Duration::from_millis(5500)).await;
         assert_eq!(scale.sample().weight_kg, 0);
         assert!(scale.sample().stable);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn alibi_memory_numbers_consecutively_and_refuses_motion() {
+        let scale = TruckScale::new(TruckScaleParams {
+            ramp_ms: 100,
+            settle_ms: 0,
+            ..TruckScaleParams::default()
+        });
+        scale.drive_on(24_000);
+        assert_eq!(scale.register(), Err(RegisterRefusal::NotStable));
+        advance(Duration::from_millis(100)).await;
+        let first = scale.register().unwrap();
+        let second = scale.register().unwrap();
+        assert_eq!((first.id, second.id), (1, 2));
+        assert_eq!(first.gross_kg, 24_000);
+        assert_eq!(scale.alibi_records(), vec![first, second]);
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_000), (2024, 10, 4));
+        let (date, time) = terminal_clock();
+        assert_eq!((date.len(), time.len()), (8, 5));
     }
 
     #[tokio::test(start_paused = true)]

@@ -56,8 +56,8 @@ where
     assert_eq!(client.skipped_lines_total(), skipped_before + 1);
 
     *faults.lock().unwrap() = Faults {
-        garbage_before_reply: false,
         silent: true,
+        ..Faults::default()
     };
     match client.immediate_weight().await {
         Err(ScaleError::Timeout { timeout_ms }) => assert_eq!(timeout_ms, RESPONSE_TIMEOUT_MS),

@@ -2,6 +2,8 @@
 //! config file, logging, and the shutdown signal. Nothing here knows what
 //! the program does.
 
+pub mod metrics;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -13,28 +15,48 @@ pub enum Invocation {
     Run { config: Option<PathBuf> },
     /// Print the version and exit.
     Version,
+    /// Do one of the program's extra actions (a `--flag` from `actions`)
+    /// with the config file, then exit.
+    Action {
+        name: &'static str,
+        config: Option<PathBuf>,
+    },
 }
 
-/// Parses `[--config FILE] [--version]`; `program` names the binary in
-/// the usage message.
+/// Parses `[--config FILE] [--version] [--ACTION]`; `program` names the
+/// binary in the usage message, `actions` are its extra flags.
 pub fn parse_args(
     program: &str,
+    actions: &[&'static str],
     args: impl IntoIterator<Item = String>,
 ) -> anyhow::Result<Invocation> {
     let mut args = args.into_iter();
     let mut config = None;
+    let mut action = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--config" | "-c" => {
                 config = Some(PathBuf::from(args.next().context("--config needs a file")?));
             }
             "--version" | "-V" => return Ok(Invocation::Version),
-            other => {
-                bail!("unknown argument {other:?}; usage: {program} [--config FILE] [--version]")
-            }
+            other => match actions
+                .iter()
+                .find(|a| other.strip_prefix("--") == Some(**a))
+            {
+                Some(name) => action = Some(*name),
+                None => {
+                    let extra: String = actions.iter().map(|a| format!(" [--{a}]")).collect();
+                    bail!(
+                        "unknown argument {other:?}; usage: {program} [--config FILE] [--version]{extra}"
+                    )
+                }
+            },
         }
     }
-    Ok(Invocation::Run { config })
+    Ok(match action {
+        Some(name) => Invocation::Action { name, config },
+        None => Invocation::Run { config },
+    })
 }
 
 /// Reads a config file and parses it with `parse`; every error names the file.
@@ -86,31 +108,32 @@ mod tests {
 
     #[test]
     fn the_command_line_is_parsed_or_refused_with_usage() {
+        let parse = |list: &[&str]| parse_args("p", &["print-key"], args(list));
+        assert_eq!(parse(&[]).unwrap(), Invocation::Run { config: None });
         assert_eq!(
-            parse_args("p", args(&[])).unwrap(),
-            Invocation::Run { config: None }
-        );
-        assert_eq!(
-            parse_args("p", args(&["--config", "a.toml"])).unwrap(),
+            parse(&["--config", "a.toml"]).unwrap(),
             Invocation::Run {
                 config: Some("a.toml".into())
             }
         );
+        assert_eq!(parse(&["--version"]).unwrap(), Invocation::Version);
         assert_eq!(
-            parse_args("p", args(&["--version"])).unwrap(),
-            Invocation::Version
+            parse(&["--print-key", "-c", "b.toml"]).unwrap(),
+            Invocation::Action {
+                name: "print-key",
+                config: Some("b.toml".into())
+            }
         );
         assert!(
-            parse_args("p", args(&["--config"]))
+            parse(&["--config"])
                 .unwrap_err()
                 .to_string()
                 .contains("needs a file")
         );
+        let usage = parse(&["--verbose"]).unwrap_err().to_string();
         assert!(
-            parse_args("p", args(&["--verbose"]))
-                .unwrap_err()
-                .to_string()
-                .contains("usage: p")
+            usage.contains("usage: p") && usage.contains("--print-key"),
+            "{usage}"
         );
     }
 

@@ -1,4 +1,5 @@
-//! `MtSicsClient`: one command, one reply, over any `AsyncRead + AsyncWrite` byte stream.
+//! `MtSicsClient`: one MT-SICS command, one reply, over any `AsyncRead + AsyncWrite` byte
+//! stream, built on the protocol-independent `Link`.
 //!
 //! Each call sends one command and waits up to `response_timeout_ms` for the reply that
 //! belongs to it. Garbage lines and replies to other commands (late answers, stream output)
@@ -6,40 +7,30 @@
 //! (`S I`, `Z I`, `ES`, …) become the matching `ScaleError`; they never poison the connection.
 
 use std::fmt;
-use std::time::Duration;
 
-use bytes::BytesMut;
-use futures::FutureExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::scale::error::ScaleError;
+use crate::scale::link::{Link, MAX_SKIPPED_FRAMES_PER_REQUEST};
 use crate::scale::mtsics::codec::{Frame, MtSicsCodec};
 use crate::scale::mtsics::frame::{Command, Reply, Response, Status, WeightReply};
 use crate::scale::reading::{Reading, Weight};
 
-/// A terminal that keeps sending lines that are not our reply is treated as a protocol error
-/// rather than letting one command wait on an endless stream.
-pub const MAX_SKIPPED_LINES_PER_COMMAND: u32 = 64;
-
-/// Bounds the non-blocking drain of stale input before each command.
-const MAX_STALE_READS: usize = 16;
+/// A terminal that keeps sending lines that are not our reply is treated as a protocol error.
+pub const MAX_SKIPPED_LINES_PER_COMMAND: u32 = MAX_SKIPPED_FRAMES_PER_REQUEST;
 
 /// MT-SICS client over a byte stream `T` (serial port, TCP socket, in-memory pipe).
 pub struct MtSicsClient<T> {
-    io: T,
-    codec: MtSicsCodec,
-    read_buf: BytesMut,
+    link: Link<T, MtSicsCodec>,
     response_timeout_ms: u64,
-    skipped_lines_total: u64,
 }
 
 impl<T> fmt::Debug for MtSicsClient<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MtSicsClient")
             .field("response_timeout_ms", &self.response_timeout_ms)
-            .field("skipped_lines_total", &self.skipped_lines_total)
-            .field("buffered_bytes", &self.read_buf.len())
-            .finish_non_exhaustive()
+            .field("link", &self.link)
+            .finish()
     }
 }
 
@@ -61,17 +52,14 @@ where
     /// A client that gives up on a reply after `response_timeout_ms`.
     pub fn new(io: T, response_timeout_ms: u64) -> Self {
         Self {
-            io,
-            codec: MtSicsCodec::default(),
-            read_buf: BytesMut::with_capacity(256),
+            link: Link::new(io, MtSicsCodec::default()),
             response_timeout_ms,
-            skipped_lines_total: 0,
         }
     }
 
     /// How many garbage or unrelated lines were skipped so far.
     pub fn skipped_lines_total(&self) -> u64 {
-        self.skipped_lines_total
+        self.link.skipped_frames_total()
     }
 
     /// The response timeout in milliseconds.
@@ -81,7 +69,7 @@ where
 
     /// Gives the byte stream back.
     pub fn into_inner(self) -> T {
-        self.io
+        self.link.into_inner()
     }
 
     /// `S`: only a stable reply is Ok; `S I` → `NotStable`, `S +` → `Overload`, `S -` → `Underload`.
@@ -187,92 +175,22 @@ where
 
     /// Sends `command` and returns the first reply that belongs to it.
     async fn transact(&mut self, command: Command) -> Result<Frame, ScaleError> {
-        self.discard_stale_input();
-        let timeout = Duration::from_millis(self.response_timeout_ms);
-        match tokio::time::timeout(timeout, self.exchange(command)).await {
-            Ok(result) => result,
-            Err(_) => {
-                tracing::debug!(%command, timeout_ms = self.response_timeout_ms, "no reply");
-                Err(ScaleError::Timeout {
-                    timeout_ms: self.response_timeout_ms,
-                })
-            }
-        }
-    }
-
-    /// Anything that arrived before the command was sent is a late answer to an earlier one
-    /// (e.g. after a timeout); dropping it keeps it from being taken for the new reply.
-    fn discard_stale_input(&mut self) {
-        for _ in 0..MAX_STALE_READS {
-            match self.io.read_buf(&mut self.read_buf).now_or_never() {
-                Some(Ok(n)) if n > 0 => {}
-                _ => break,
-            }
-        }
-        if !self.read_buf.is_empty() {
-            self.skipped_lines_total += 1;
-            tracing::debug!(
-                bytes = self.read_buf.len(),
-                data = %String::from_utf8_lossy(&self.read_buf).escape_debug(),
-                "dropping stale input before command"
-            );
-            self.read_buf.clear();
-            self.codec = MtSicsCodec::default();
-        }
-    }
-
-    fn skip(
-        &mut self,
-        command: Command,
-        skipped: &mut u32,
-        what: &dyn fmt::Display,
-    ) -> Result<(), ScaleError> {
-        self.skipped_lines_total += 1;
-        *skipped += 1;
-        tracing::warn!(%command, skipped = *skipped, "skipping line: {what}");
-        if *skipped > MAX_SKIPPED_LINES_PER_COMMAND {
-            return Err(ScaleError::Protocol(format!(
-                "more than {MAX_SKIPPED_LINES_PER_COMMAND} lines without a reply to {command}"
-            )));
-        }
-        Ok(())
-    }
-
-    async fn exchange(&mut self, command: Command) -> Result<Frame, ScaleError> {
-        self.io.write_all(&command.encode()).await?;
-        self.io.flush().await?;
-        let mut skipped = 0u32;
-        loop {
-            match self.codec.decode_frame(&mut self.read_buf) {
-                Ok(Some(frame)) if command.expects(&frame.response) => return Ok(frame),
-                Ok(Some(frame)) => {
-                    let text = format!("reply {:?} does not answer", reply_text(&frame));
-                    self.skip(command, &mut skipped, &text)?;
-                }
-                Ok(None) => {
-                    let n = self.io.read_buf(&mut self.read_buf).await?;
-                    if n == 0 {
-                        if let Ok(Some(frame)) = self.codec.decode_frame_eof(&mut self.read_buf)
-                            && command.expects(&frame.response)
-                        {
-                            return Ok(frame);
-                        }
-                        return Err(ScaleError::Disconnected);
-                    }
-                }
-                Err(error) if error.is_recoverable() => {
-                    self.skip(command, &mut skipped, &error)?;
-                }
-                Err(error) => return Err(ScaleError::Protocol(error.to_string())),
-            }
-        }
+        self.link
+            .transact(
+                &command.encode(),
+                self.response_timeout_ms,
+                command.as_str(),
+                |frame: &Frame| command.expects(&frame.response),
+            )
+            .await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncBufReadExt, BufReader, DuplexStream};
+    use std::time::Duration;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream};
 
     /// A scripted terminal: for each expected command line, writes the given bytes.
     fn scripted(script: Vec<(&'static str, &'static [u8])>) -> DuplexStream {

@@ -10,148 +10,16 @@
 //! `FramedRead` yields that error and then one `None` before it resumes. The MT-SICS client
 //! therefore drives `decode_frame` itself instead of going through `FramedRead`.
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::scale::mtsics::frame::{Command, FrameError, Response, parse_line};
+pub use crate::scale::framing::CodecError;
+use crate::scale::framing::{FrameSplitter, Framing, RawFrame};
+use crate::scale::link::Decode;
+use crate::scale::mtsics::frame::{Command, Response, parse_line};
 
 /// Default cap on a line's length, terminator excluded. MT-SICS replies are well under 80 bytes.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 128;
-
-/// An error for one line of input; the codec stays usable afterwards except for `Io`.
-#[derive(Debug, thiserror::Error)]
-pub enum CodecError {
-    /// A line exceeded the length cap; its bytes up to the next terminator are dropped.
-    #[error("line longer than {max_frame_bytes} bytes, discarded up to the next terminator")]
-    FrameTooLong {
-        /// The cap that was exceeded.
-        max_frame_bytes: usize,
-    },
-    /// A complete line that is not a valid reply.
-    #[error("invalid line {line:?}: {source}")]
-    Frame {
-        /// What is wrong with it.
-        source: FrameError,
-        /// The line, lossily decoded, for the log.
-        line: String,
-    },
-    /// The stream ended in the middle of a line.
-    #[error("stream ended inside a line ({bytes} bytes without terminator)")]
-    Truncated {
-        /// How many bytes were left.
-        bytes: usize,
-    },
-    /// Reading from the underlying stream failed.
-    #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-impl CodecError {
-    /// True when decoding can go on with the following bytes.
-    pub fn is_recoverable(&self) -> bool {
-        !matches!(self, CodecError::Io(_))
-    }
-}
-
-/// A line split off the stream.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Line {
-    /// The bytes as received, terminator included.
-    pub(crate) raw: BytesMut,
-    /// Length of the content without CR LF / LF.
-    pub(crate) content_len: usize,
-}
-
-impl Line {
-    pub(crate) fn content(&self) -> &[u8] {
-        &self.raw[..self.content_len]
-    }
-}
-
-/// Line splitting with a length cap; shared by the codec (replies) and the simulator (commands).
-#[derive(Debug, Clone)]
-pub(crate) struct LineSplitter {
-    max_frame_bytes: usize,
-    /// Set while dropping the rest of an over-long line.
-    discarding: bool,
-    /// Bytes at the front of the buffer already searched for a terminator.
-    scanned: usize,
-}
-
-impl LineSplitter {
-    pub(crate) fn new(max_frame_bytes: usize) -> Self {
-        Self {
-            max_frame_bytes: max_frame_bytes.max(1),
-            discarding: false,
-            scanned: 0,
-        }
-    }
-
-    /// Returns the next complete non-empty line, None when more bytes are needed, or
-    /// `FrameTooLong` once per over-long line.
-    pub(crate) fn next_line(&mut self, buf: &mut BytesMut) -> Result<Option<Line>, CodecError> {
-        loop {
-            let found = buf[self.scanned.min(buf.len())..]
-                .iter()
-                .position(|&b| b == b'\n')
-                .map(|i| i + self.scanned);
-            let Some(lf) = found else {
-                if self.discarding {
-                    buf.clear();
-                    self.scanned = 0;
-                    return Ok(None);
-                }
-                // Content plus a CR can still be waiting for its LF; anything longer is over.
-                if buf.len() > self.max_frame_bytes + 1 {
-                    buf.clear();
-                    self.scanned = 0;
-                    self.discarding = true;
-                    return Err(CodecError::FrameTooLong {
-                        max_frame_bytes: self.max_frame_bytes,
-                    });
-                }
-                self.scanned = buf.len();
-                return Ok(None);
-            };
-            self.scanned = 0;
-            let raw = buf.split_to(lf + 1);
-            if self.discarding {
-                self.discarding = false;
-                continue;
-            }
-            let content_len = if lf > 0 && raw[lf - 1] == b'\r' {
-                lf - 1
-            } else {
-                lf
-            };
-            if content_len > self.max_frame_bytes {
-                return Err(CodecError::FrameTooLong {
-                    max_frame_bytes: self.max_frame_bytes,
-                });
-            }
-            if raw[..content_len].iter().all(|&b| b == b' ' || b == b'\r') {
-                // Blank lines carry nothing; terminals emit them when CR and LF get doubled.
-                continue;
-            }
-            return Ok(Some(Line { raw, content_len }));
-        }
-    }
-
-    /// Called at end of stream: any unterminated bytes are reported and dropped.
-    pub(crate) fn finish(&mut self, buf: &mut BytesMut) -> Result<Option<Line>, CodecError> {
-        if let Some(line) = self.next_line(buf)? {
-            return Ok(Some(line));
-        }
-        let discarding = std::mem::replace(&mut self.discarding, false);
-        self.scanned = 0;
-        let bytes = buf.len();
-        buf.advance(bytes);
-        if bytes > 0 && !discarding {
-            return Err(CodecError::Truncated { bytes });
-        }
-        Ok(None)
-    }
-}
 
 /// A decoded reply together with the bytes it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,7 +33,7 @@ pub struct Frame {
 /// Decoder of MT-SICS replies and encoder of MT-SICS commands.
 #[derive(Debug, Clone)]
 pub struct MtSicsCodec {
-    lines: LineSplitter,
+    lines: FrameSplitter,
 }
 
 impl Default for MtSicsCodec {
@@ -178,27 +46,24 @@ impl MtSicsCodec {
     /// A codec that refuses lines longer than `max_frame_bytes` (terminator excluded).
     pub fn new(max_frame_bytes: usize) -> Self {
         Self {
-            lines: LineSplitter::new(max_frame_bytes),
+            lines: FrameSplitter::new(Framing::lines(max_frame_bytes)),
         }
     }
 
-    fn parse(line: &Line) -> Result<Option<Frame>, CodecError> {
-        match parse_line(line.content()) {
+    fn parse(line: RawFrame) -> Result<Option<Frame>, CodecError> {
+        match parse_line(line.body()) {
             Ok(response) => Ok(Some(Frame {
                 response,
-                raw: line.raw.to_vec(),
+                raw: line.raw,
             })),
-            Err(source) => Err(CodecError::Frame {
-                source,
-                line: String::from_utf8_lossy(line.content()).into_owned(),
-            }),
+            Err(source) => Err(CodecError::frame(source, line.body())),
         }
     }
 
     /// Like `Decoder::decode`, but keeps the raw bytes of the reply.
     pub fn decode_frame(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
-        match self.lines.next_line(buf)? {
-            Some(line) => Self::parse(&line),
+        match self.lines.next_frame(buf)? {
+            Some(line) => Self::parse(line),
             None => Ok(None),
         }
     }
@@ -206,9 +71,25 @@ impl MtSicsCodec {
     /// Like `Decoder::decode_eof`, but keeps the raw bytes of the reply.
     pub fn decode_frame_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
         match self.lines.finish(buf)? {
-            Some(line) => Self::parse(&line),
+            Some(line) => Self::parse(line),
             None => Ok(None),
         }
+    }
+}
+
+impl Decode for MtSicsCodec {
+    type Item = Frame;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        self.decode_frame(buf)
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        self.decode_frame_eof(buf)
+    }
+
+    fn reset(&mut self) {
+        self.lines.reset();
     }
 }
 
@@ -237,6 +118,7 @@ impl Encoder<Command> for MtSicsCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scale::framing::split_at_points;
     use crate::scale::mtsics::frame::{ErrorReply, Reply, Status, WeightReply};
     use crate::scale::reading::{Reading, Unit, Weight};
     use proptest::prelude::*;
@@ -264,7 +146,7 @@ mod tests {
                 out.push(Out::TooLong);
                 true
             }
-            Err(CodecError::Frame { .. }) => {
+            Err(CodecError::Frame { .. } | CodecError::Garbage { .. }) => {
                 out.push(Out::Bad);
                 true
             }
@@ -276,9 +158,9 @@ mod tests {
         };
         for chunk in chunks {
             buf.extend_from_slice(chunk);
-            while push(codec.decode(&mut buf), &mut out) {}
+            while push(Decoder::decode(codec, &mut buf), &mut out) {}
         }
-        while push(codec.decode_eof(&mut buf), &mut out) {}
+        while push(Decoder::decode_eof(codec, &mut buf), &mut out) {}
         out
     }
 
@@ -373,52 +255,35 @@ mod tests {
                 b"S S      12340 kg\r\n",
                 Some(Reading {
                     net: Some(Weight::kg(12_340)),
-                    gross: None,
-                    tare: None,
+                    unit: Some(Unit::Kg),
                     stable: true,
-                    overload: false,
-                    underload: false,
-                    center_of_zero: None,
                     raw: b"S S      12340 kg\r\n".to_vec(),
+                    ..Reading::default()
                 }),
             ),
             (
                 b"S D      12360 kg\n",
                 Some(Reading {
                     net: Some(Weight::kg(12_360)),
-                    gross: None,
-                    tare: None,
-                    stable: false,
-                    overload: false,
-                    underload: false,
-                    center_of_zero: None,
+                    unit: Some(Unit::Kg),
                     raw: b"S D      12360 kg\n".to_vec(),
+                    ..Reading::default()
                 }),
             ),
             (
                 b"S +\r\n",
                 Some(Reading {
-                    net: None,
-                    gross: None,
-                    tare: None,
-                    stable: false,
                     overload: true,
-                    underload: false,
-                    center_of_zero: None,
                     raw: b"S +\r\n".to_vec(),
+                    ..Reading::default()
                 }),
             ),
             (
                 b"S -\r\n",
                 Some(Reading {
-                    net: None,
-                    gross: None,
-                    tare: None,
-                    stable: false,
-                    overload: false,
                     underload: true,
-                    center_of_zero: None,
                     raw: b"S -\r\n".to_vec(),
+                    ..Reading::default()
                 }),
             ),
             (b"S I\r\n", None),
@@ -524,20 +389,6 @@ mod tests {
             Just(Response::Error(ErrorReply::Syntax)),
             Just(Response::Error(ErrorReply::Logical)),
         ]
-    }
-
-    /// Splits `bytes` at the given (unsorted, possibly out-of-range) cut points.
-    fn split_at_points(bytes: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
-        let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
-        points.sort_unstable();
-        let mut chunks = Vec::new();
-        let mut start = 0;
-        for p in points {
-            chunks.push(bytes[start..p].to_vec());
-            start = p;
-        }
-        chunks.push(bytes[start..].to_vec());
-        chunks
     }
 
     proptest! {

@@ -469,13 +469,12 @@ impl Response {
         };
         Some(Reading {
             net,
-            gross: None,
-            tare: None,
+            unit: net.map(|w| w.unit),
             stable,
             overload,
             underload,
-            center_of_zero: None,
             raw: raw.to_vec(),
+            ..Reading::default()
         })
     }
 }
