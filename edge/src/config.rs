@@ -52,6 +52,12 @@ pub struct OutboxConfig {
     pub max_pending_records: u64,
     #[serde(default = "default_keep_acked_records")]
     pub keep_acked_records: u64,
+    /// Weighings are refused (never dropped) once the database uses this much.
+    #[serde(default = "default_max_db_bytes")]
+    pub max_db_bytes: u64,
+    /// `/health` reports an alarm from this share of `max_db_bytes` on.
+    #[serde(default = "default_alarm_db_percent")]
+    pub alarm_db_percent: u8,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,6 +98,12 @@ fn default_max_pending_records() -> u64 {
 fn default_keep_acked_records() -> u64 {
     100_000
 }
+fn default_max_db_bytes() -> u64 {
+    valeo_sync::outbox::OutboxLimits::default().max_db_bytes
+}
+fn default_alarm_db_percent() -> u8 {
+    valeo_sync::outbox::OutboxLimits::default().alarm_db_percent
+}
 fn default_min_load() -> Weight {
     Weight::new(400, 0, valeo_drivers::scale::reading::Unit::Kg)
 }
@@ -121,6 +133,8 @@ impl Default for OutboxConfig {
         OutboxConfig {
             max_pending_records: default_max_pending_records(),
             keep_acked_records: default_keep_acked_records(),
+            max_db_bytes: default_max_db_bytes(),
+            alarm_db_percent: default_alarm_db_percent(),
         }
     }
 }
@@ -157,6 +171,12 @@ impl EdgeConfig {
             .map_err(|e| anyhow::anyhow!("[uplink] {e}"))?;
         if config.outbox.max_pending_records == 0 {
             anyhow::bail!("[outbox] max_pending_records must be greater than 0");
+        }
+        if config.outbox.max_db_bytes < 1024 * 1024 {
+            anyhow::bail!("[outbox] max_db_bytes must be at least 1048576 (1 MiB)");
+        }
+        if !(1..=100).contains(&config.outbox.alarm_db_percent) {
+            anyhow::bail!("[outbox] alarm_db_percent must be 1..=100");
         }
         let mut ids = HashSet::new();
         for scale in &config.scales {

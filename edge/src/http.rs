@@ -126,23 +126,54 @@ fn scale_views(workflow: &Workflow) -> Vec<ScaleView> {
         .collect()
 }
 
-async fn health(State(state): State<AppState>) -> Response {
+/// What `/health` and `/metrics` read from the outbox.
+#[derive(Debug)]
+struct OutboxSnapshot {
+    stats: valeo_sync::outbox::OutboxStats,
+    oldest_pending_age_s: f64,
+    disk: valeo_sync::outbox::DiskUsage,
+}
+
+async fn outbox_snapshot(state: &AppState) -> Option<OutboxSnapshot> {
     let outbox = state.workflow.outbox().clone();
-    let stats = tokio::task::spawn_blocking(move || outbox.stats()).await;
-    let (outbox_ok, stats) = match stats {
-        Ok(Ok(stats)) => (true, Some(stats)),
-        _ => (false, None),
+    let read = tokio::task::spawn_blocking(move || {
+        Ok::<_, valeo_sync::OutboxError>((
+            outbox.stats()?,
+            outbox.oldest_pending_created_at()?,
+            outbox.disk_usage()?,
+        ))
+    })
+    .await;
+    let Ok(Ok((stats, oldest, disk))) = read else {
+        return None;
     };
+    let oldest_pending_age_s = oldest
+        .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+        .unwrap_or(0.0);
+    Some(OutboxSnapshot {
+        stats,
+        oldest_pending_age_s,
+        disk,
+    })
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let outbox = outbox_snapshot(&state).await;
     let scales = scale_views(&state.workflow);
     let uplink = state.uplink.status();
     // A box without central is still healthy: it weighs offline. It is
-    // degraded when it cannot store records or reach its scale.
-    let healthy = outbox_ok && scales.iter().all(|s| s.connected);
+    // degraded when it cannot store records (or soon cannot: disk alarm) or
+    // cannot reach its scale.
+    let disk_alarm = outbox.as_ref().is_some_and(|o| o.disk.alarm);
+    let healthy = outbox.is_some() && !disk_alarm && scales.iter().all(|s| s.connected);
     let body = serde_json::json!({
         "status": if healthy { "ok" } else { "degraded" },
         "device_id": state.device_id,
         "version": crate::VERSION,
-        "outbox": stats,
+        "outbox": outbox.as_ref().map(|o| o.stats),
+        "outbox_oldest_pending_age_s": outbox.as_ref().map(|o| o.oldest_pending_age_s),
+        "disk": outbox.as_ref().map(|o| o.disk),
+        "alarms": if disk_alarm { vec!["outbox disk quota nearly reached"] } else { Vec::new() },
         "uplink": uplink,
         "scales": scales,
     });
@@ -157,20 +188,17 @@ async fn health(State(state): State<AppState>) -> Response {
 /// Prometheus metrics: outbox depth and age, uplink rates, scale health.
 async fn metrics(State(state): State<AppState>) -> Response {
     use valeo_process::metrics::{CONTENT_TYPE, Exposition};
-    let outbox = state.workflow.outbox().clone();
-    let read = tokio::task::spawn_blocking(move || {
-        Ok::<_, valeo_sync::OutboxError>((outbox.stats()?, outbox.oldest_pending_created_at()?))
-    })
-    .await;
-    let Ok(Ok((stats, oldest))) = read else {
+    let Some(OutboxSnapshot {
+        stats,
+        oldest_pending_age_s: oldest_age_s,
+        disk,
+    }) = outbox_snapshot(&state).await
+    else {
         return problem(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the outbox cannot be read",
         );
     };
-    let oldest_age_s = oldest
-        .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
-        .unwrap_or(0.0);
     let uplink = state.uplink.status();
     let mut m = Exposition::new();
     m.gauge(
@@ -197,6 +225,16 @@ async fn metrics(State(state): State<AppState>) -> Response {
         "valeo_edge_uplink_connected",
         "1 while connected to the broker.",
         f64::from(u8::from(uplink.connected)),
+    )
+    .gauge(
+        "valeo_edge_outbox_db_bytes",
+        "Bytes the outbox database uses.",
+        disk.used_bytes as f64,
+    )
+    .gauge(
+        "valeo_edge_outbox_db_max_bytes",
+        "The outbox database's quota.",
+        disk.max_bytes as f64,
     )
     .counter(
         "valeo_edge_uplink_batches_sent_total",

@@ -47,6 +47,8 @@ pub async fn run(
     let limits = OutboxLimits {
         max_pending_records: config.outbox.max_pending_records,
         keep_acked_records: config.outbox.keep_acked_records,
+        max_db_bytes: config.outbox.max_db_bytes,
+        alarm_db_percent: config.outbox.alarm_db_percent,
         ..OutboxLimits::default()
     };
     let outbox = Outbox::open(
