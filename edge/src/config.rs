@@ -32,6 +32,8 @@ pub struct EdgeConfig {
     #[serde(default)]
     pub weighing: WeighingConfig,
     #[serde(default)]
+    pub telemetry: TelemetryConfig,
+    #[serde(default)]
     pub scales: Vec<ScaleConfig>,
     /// A simulated terminal on a pseudo-terminal, for demos and trials.
     #[serde(default)]
@@ -58,6 +60,39 @@ pub struct OutboxConfig {
     /// `/health` reports an alarm from this share of `max_db_bytes` on.
     #[serde(default = "default_alarm_db_percent")]
     pub alarm_db_percent: u8,
+}
+
+/// Live values on `valeo/v1/{device}/telemetry` (QoS 0, best effort).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_telemetry_interval_ms")]
+    pub interval_ms: u64,
+    /// Samples kept while offline; the oldest are dropped (and counted) beyond.
+    #[serde(default = "default_max_queued_samples")]
+    pub max_queued_samples: u64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            enabled: true,
+            interval_ms: default_telemetry_interval_ms(),
+            max_queued_samples: default_max_queued_samples(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_telemetry_interval_ms() -> u64 {
+    1_000
+}
+fn default_max_queued_samples() -> u64 {
+    10_000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -177,6 +212,12 @@ impl EdgeConfig {
         }
         if !(1..=100).contains(&config.outbox.alarm_db_percent) {
             anyhow::bail!("[outbox] alarm_db_percent must be 1..=100");
+        }
+        if config.telemetry.interval_ms < 100 {
+            anyhow::bail!("[telemetry] interval_ms must be at least 100");
+        }
+        if config.telemetry.max_queued_samples == 0 {
+            anyhow::bail!("[telemetry] max_queued_samples must be greater than 0");
         }
         let mut ids = HashSet::new();
         for scale in &config.scales {

@@ -130,6 +130,7 @@ fn scale_views(workflow: &Workflow) -> Vec<ScaleView> {
 #[derive(Debug)]
 struct OutboxSnapshot {
     stats: valeo_sync::outbox::OutboxStats,
+    telemetry_dropped: u64,
     oldest_pending_age_s: f64,
     disk: valeo_sync::outbox::DiskUsage,
 }
@@ -141,10 +142,11 @@ async fn outbox_snapshot(state: &AppState) -> Option<OutboxSnapshot> {
             outbox.stats()?,
             outbox.oldest_pending_created_at()?,
             outbox.disk_usage()?,
+            outbox.telemetry_dropped()?,
         ))
     })
     .await;
-    let Ok(Ok((stats, oldest, disk))) = read else {
+    let Ok(Ok((stats, oldest, disk, telemetry_dropped))) = read else {
         return None;
     };
     let oldest_pending_age_s = oldest
@@ -152,6 +154,7 @@ async fn outbox_snapshot(state: &AppState) -> Option<OutboxSnapshot> {
         .unwrap_or(0.0);
     Some(OutboxSnapshot {
         stats,
+        telemetry_dropped,
         oldest_pending_age_s,
         disk,
     })
@@ -192,6 +195,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         stats,
         oldest_pending_age_s: oldest_age_s,
         disk,
+        telemetry_dropped,
     }) = outbox_snapshot(&state).await
     else {
         return problem(
@@ -225,6 +229,16 @@ async fn metrics(State(state): State<AppState>) -> Response {
         "valeo_edge_uplink_connected",
         "1 while connected to the broker.",
         f64::from(u8::from(uplink.connected)),
+    )
+    .counter(
+        "valeo_edge_telemetry_dropped_total",
+        "Live values dropped because the offline queue was full.",
+        telemetry_dropped as f64,
+    )
+    .counter(
+        "valeo_edge_telemetry_sent_total",
+        "Live values published (QoS 0).",
+        uplink.telemetry_sent as f64,
     )
     .gauge(
         "valeo_edge_outbox_db_bytes",

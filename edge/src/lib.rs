@@ -5,12 +5,14 @@
 //! - [`config`]: the TOML configuration and its checks;
 //! - [`workflow`]: the weighing state machine on top of the outbox;
 //! - [`http`]: the local API for the operator terminal and `/health`;
+//! - [`telemetry`]: live values for integrators, best effort;
 //! - [`demo`]: simulated traffic for demos;
 //! - [`run`]: wiring it together.
 
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod telemetry;
 pub mod workflow;
 
 use std::sync::{Arc, Mutex};
@@ -48,6 +50,7 @@ pub async fn run(
         max_pending_records: config.outbox.max_pending_records,
         keep_acked_records: config.outbox.keep_acked_records,
         max_db_bytes: config.outbox.max_db_bytes,
+        max_telemetry_samples: config.telemetry.max_queued_samples,
         alarm_db_percent: config.outbox.alarm_db_percent,
         ..OutboxLimits::default()
     };
@@ -91,6 +94,14 @@ pub async fn run(
         VERSION,
     );
     let notify = uplink.clone();
+    if config.telemetry.enabled {
+        tokio::spawn(telemetry::run(
+            scales.clone(),
+            outbox.clone(),
+            Arc::new(SystemClock),
+            config.telemetry.interval_ms,
+        ));
+    }
     let workflow = Workflow::new(
         outbox,
         scales,

@@ -34,6 +34,10 @@ pub struct OutboxLimits {
     /// Appends beyond this many unacknowledged records are refused with
     /// [`OutboxError::Full`]; legal records are never dropped to make room.
     pub max_pending_records: u64,
+    /// Live values waiting to be sent; beyond this the oldest are dropped
+    /// (and counted): telemetry is worth less than the disk of a box that
+    /// has been offline for days.
+    pub max_telemetry_samples: u64,
     /// Largest payload of one record, in bytes of JSON.
     pub max_payload_bytes: usize,
     /// How many acknowledged records to keep for local lookups; older
@@ -50,6 +54,7 @@ impl Default for OutboxLimits {
     fn default() -> Self {
         OutboxLimits {
             max_pending_records: 1_000_000,
+            max_telemetry_samples: 10_000,
             max_payload_bytes: 64 * 1024,
             keep_acked_records: 100_000,
             max_db_bytes: 2 * 1024 * 1024 * 1024,
@@ -81,6 +86,15 @@ pub struct OutboxStats {
     pub head_seq: u64,
     pub acked_seq: u64,
     pub pending_records: u64,
+}
+
+/// One live value, e.g. `{"name": "scale.bridge-1.weight", "value": {...}}`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TelemetrySample {
+    pub name: String,
+    pub value: serde_json::Value,
+    /// RFC 3339 UTC time of the measurement.
+    pub at: String,
 }
 
 /// How full the database is.
@@ -122,6 +136,12 @@ impl Outbox {
                  prev_hash TEXT NOT NULL,
                  hash TEXT NOT NULL,
                  acked_at TEXT
+             );
+             CREATE TABLE IF NOT EXISTS telemetry (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 name TEXT NOT NULL,
+                 value TEXT NOT NULL,
+                 at TEXT NOT NULL
              );",
         )?;
         let mut conn = conn;
@@ -430,6 +450,65 @@ impl Outbox {
         })
     }
 
+    /// Queues live values (e.g. the current weight) for best-effort sending.
+    /// Never touches the record chain. Drops the oldest samples beyond
+    /// `max_telemetry_samples` and returns how many it dropped.
+    pub fn push_telemetry(&self, samples: &[TelemetrySample]) -> Result<u64, OutboxError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for sample in samples {
+            tx.prepare_cached("INSERT INTO telemetry (name, value, at) VALUES (?1, ?2, ?3)")?
+                .execute(params![sample.name, sample.value.to_string(), sample.at])?;
+        }
+        let dropped = tx.execute(
+            "DELETE FROM telemetry WHERE id <= (SELECT MAX(id) FROM telemetry) - ?1",
+            params![self.limits.max_telemetry_samples as i64],
+        )? as u64;
+        if dropped > 0 {
+            let total = get_meta_u64(&tx, "telemetry_dropped")? + dropped;
+            set_meta(&tx, "telemetry_dropped", &total.to_string())?;
+        }
+        tx.commit()?;
+        Ok(dropped)
+    }
+
+    /// Takes up to `max` queued samples, oldest first, removing them: they
+    /// are sent at most once (QoS 0), never retried.
+    pub fn take_telemetry(&self, max: usize) -> Result<Vec<TelemetrySample>, OutboxError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut samples = Vec::new();
+        let mut last_id = 0i64;
+        {
+            let mut stmt = tx
+                .prepare_cached("SELECT id, name, value, at FROM telemetry ORDER BY id LIMIT ?1")?;
+            let rows = stmt.query_map(params![max as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?;
+            for row in rows {
+                let (id, name, value, at) = row?;
+                last_id = id;
+                // A sample that does not parse is dropped with the batch.
+                if let Ok(value) = serde_json::from_str(&value) {
+                    samples.push(TelemetrySample { name, value, at });
+                }
+            }
+        }
+        tx.execute("DELETE FROM telemetry WHERE id <= ?1", params![last_id])?;
+        tx.commit()?;
+        Ok(samples)
+    }
+
+    /// Samples dropped because the queue was full, since the database was created.
+    pub fn telemetry_dropped(&self) -> Result<u64, OutboxError> {
+        get_meta_u64(&self.lock(), "telemetry_dropped")
+    }
+
     /// When the oldest record central has not acknowledged was written, if any.
     pub fn oldest_pending_created_at(&self) -> Result<Option<DateTime<Utc>>, OutboxError> {
         let conn = self.lock();
@@ -698,6 +777,40 @@ mod tests {
         assert!(alarmed_before_full, "the alarm came before the refusal");
         assert!(matches!(err, OutboxError::DiskQuota { .. }), "{err}");
         assert!(err.to_string().contains("quota"), "{err}");
+    }
+
+    #[test]
+    fn telemetry_drops_the_oldest_beyond_its_limit_and_counts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = OutboxLimits {
+            max_telemetry_samples: 3,
+            ..OutboxLimits::default()
+        };
+        let outbox = Outbox::open(&dir.path().join("o.db"), "box-1", limits).unwrap();
+        let sample = |n: i64| TelemetrySample {
+            name: "w".into(),
+            value: json!(n),
+            at: "t".into(),
+        };
+        let samples: Vec<_> = (0..5).map(sample).collect();
+        assert_eq!(outbox.push_telemetry(&samples).unwrap(), 2);
+        assert_eq!(outbox.telemetry_dropped().unwrap(), 2);
+        let taken: Vec<_> = outbox
+            .take_telemetry(10)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.value)
+            .collect();
+        assert_eq!(taken, [json!(2), json!(3), json!(4)], "the newest survive");
+        assert!(
+            outbox.take_telemetry(10).unwrap().is_empty(),
+            "sent at most once"
+        );
+        assert_eq!(
+            outbox.stats().unwrap().head_seq,
+            0,
+            "the record chain is untouched"
+        );
     }
 
     #[test]

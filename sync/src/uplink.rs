@@ -91,6 +91,7 @@ pub struct UplinkStatus {
     pub records_acked: u64,
     pub resends: u64,
     pub disconnects: u64,
+    pub telemetry_sent: u64,
     pub last_error: Option<String>,
 }
 
@@ -116,6 +117,9 @@ impl UplinkHandle {
 /// How often the uplink checks ack timeouts and looks for records even
 /// without a notification.
 const TICK_MS: u64 = 250;
+
+/// Live values per telemetry message.
+const TELEMETRY_SAMPLES_PER_MESSAGE: usize = 200;
 
 /// Connects to the broker and starts moving records. `software_version` is
 /// reported in the retained status message.
@@ -183,7 +187,10 @@ impl Uplink {
                     None => return,
                 },
                 () = new_records.notified() => {}
-                _ = tick.tick() => self.check_ack_timeout().await,
+                _ = tick.tick() => {
+                    self.check_ack_timeout().await;
+                    self.send_telemetry().await;
+                }
             }
             self.fill_window().await;
         }
@@ -288,6 +295,41 @@ impl Uplink {
         }
         self.inflight.clear();
         self.sent_upto = acked_seq;
+    }
+
+    /// Sends queued live values at QoS 0 while connected; while offline
+    /// they wait in the outbox's bounded telemetry queue.
+    async fn send_telemetry(&mut self) {
+        if !self.connected {
+            return;
+        }
+        let outbox = self.outbox.clone();
+        let samples = match tokio::task::spawn_blocking(move || {
+            outbox.take_telemetry(TELEMETRY_SAMPLES_PER_MESSAGE)
+        })
+        .await
+        {
+            Ok(Ok(samples)) => samples,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot read telemetry");
+                return;
+            }
+            Err(_) => return,
+        };
+        if samples.is_empty() {
+            return;
+        }
+        let payload = serde_json::to_vec(&samples).unwrap_or_default();
+        let topic_name = topic::telemetry(self.outbox.device_id());
+        match self
+            .client
+            .try_publish(topic_name, QoS::AtMostOnce, false, payload)
+        {
+            Ok(()) => self
+                .status
+                .send_modify(|s| s.telemetry_sent += samples.len() as u64),
+            Err(error) => tracing::debug!(%error, "telemetry dropped: MQTT queue full"),
+        }
     }
 
     /// Publishes batches until the in-flight window is full or the outbox

@@ -42,6 +42,12 @@ pub mod topic {
         format!("valeo/v1/{device_id}/status")
     }
 
+    /// Edge → anyone: live values, best effort (QoS 0), a JSON array of
+    /// `{name, value, at}`.
+    pub fn telemetry(device_id: &str) -> String {
+        format!("valeo/v1/{device_id}/telemetry")
+    }
+
     /// The filter central subscribes to for records of every device.
     pub const ALL_RECORDS: &str = "valeo/v1/+/records";
 

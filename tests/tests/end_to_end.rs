@@ -140,6 +140,35 @@ async fn two_weighings_reach_central(broker: BrokerKind) {
 
     assert_ticket_at_central(&central, "e2e-box-1", ticket_no, "OS-AB 123").await;
     assert_outbox_drained(&edge).await;
+    assert_live_values_arrive(central.mqtt_port, "e2e-box-1").await;
+}
+
+/// An integrator subscribes to the telemetry topic and sees the live weight.
+async fn assert_live_values_arrive(mqtt_port: u16, device_id: &str) {
+    let options = rumqttc::MqttOptions::new("integrator", "127.0.0.1", mqtt_port);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 16);
+    client
+        .subscribe(
+            format!("valeo/v1/{device_id}/telemetry"),
+            rumqttc::QoS::AtMostOnce,
+        )
+        .await
+        .unwrap();
+    let sample = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) =
+                eventloop.poll().await
+            {
+                let samples: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
+                return samples[0].clone();
+            }
+        }
+    })
+    .await
+    .expect("a telemetry message within 15 s");
+    assert_eq!(sample["name"], "scale.bridge-1.weight");
+    assert_eq!(sample["value"]["connected"], true);
+    assert!(sample["at"].as_str().unwrap().ends_with('Z'));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
