@@ -724,6 +724,7 @@ mod tests {
             weight: kg(value),
             alibi_id: alibi.map(str::to_owned),
             weighed_at: "2026-11-22T08:00:00.000Z".into(),
+            terminal_time: None,
         }
     }
 

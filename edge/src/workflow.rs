@@ -170,6 +170,7 @@ impl Workflow {
                 .clock
                 .now()
                 .to_rfc3339_opts(SecondsFormat::Millis, true),
+            terminal_time: weighing.terminal_time,
         }
     }
 

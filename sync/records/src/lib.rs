@@ -34,6 +34,10 @@ pub struct WeighingStep {
     pub alibi_id: Option<String>,
     /// RFC 3339 UTC time the box took the weighing.
     pub weighed_at: String,
+    /// The terminal's own date and time of the weighing, as it sent it
+    /// (SysTec, DISOMAT); the legal timestamp where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminal_time: Option<String>,
 }
 
 /// Payload of [`KIND_FIRST_WEIGHING`].
@@ -128,6 +132,7 @@ mod tests {
             weight: kg(40_000),
             alibi_id: None,
             weighed_at: "2026-11-22T08:00:00.000Z".into(),
+            terminal_time: None,
         };
         let first = FirstWeighing {
             ticket_no: 7,
