@@ -33,8 +33,12 @@ pub fn start(config: &EmbeddedBrokerConfig, startup_timeout_ms: u64) -> anyhow::
     let router = RouterConfig {
         max_connections: config.max_connections,
         max_outgoing_packet_count: 200,
-        // Bound the in-memory commit log per filter: 4 segments of 4 MiB.
-        max_segment_size: 4 * 1024 * 1024,
+        // The in-memory commit log per filter: 4 segments of 32 MiB, at most
+        // 128 MiB. When a slow subscriber falls further behind, rumqttd
+        // silently skips ahead; nothing is lost (boxes resend what central
+        // has not acked) but it costs an ack timeout, so the log must hold
+        // what a fleet has in flight (boxes x max_inflight_batches x batch size).
+        max_segment_size: 32 * 1024 * 1024,
         max_segment_count: 4,
         custom_segment: None,
         initialized_filters: None,

@@ -119,6 +119,8 @@ pub(crate) enum LinkEvent {
     Connected {
         session_present: bool,
     },
+    /// SUBACK received: the broker now routes our subscription to us.
+    Subscribed,
     Disconnected {
         reason: String,
     },
@@ -165,6 +167,7 @@ async fn own_event_loop(
                     session_present: connack.session_present,
                 }
             }
+            Ok(Event::Incoming(Packet::SubAck(_))) => LinkEvent::Subscribed,
             Ok(Event::Incoming(Packet::Publish(publish))) => LinkEvent::Message {
                 topic: publish.topic,
                 payload: publish.payload,

@@ -178,6 +178,7 @@ async fn run(
                 }
             }
             LinkEvent::Disconnected { .. } => counters.connected.store(false, Ordering::Relaxed),
+            LinkEvent::Subscribed => {}
             LinkEvent::Message {
                 topic: name,
                 payload,

@@ -42,10 +42,10 @@ pub struct UplinkConfig {
 }
 
 fn default_max_batch_records() -> usize {
-    100
+    500
 }
 fn default_max_batch_bytes() -> usize {
-    128 * 1024
+    512 * 1024
 }
 fn default_max_inflight_batches() -> usize {
     4
@@ -200,12 +200,7 @@ impl Uplink {
         let device_id = self.outbox.device_id().to_owned();
         match event {
             LinkEvent::Connected { session_present } => {
-                tracing::info!(session_present, "uplink connected");
-                self.connected = true;
-                self.status.send_modify(|s| s.connected = true);
-                // Whatever was in flight before may be gone with the old
-                // connection; start again from what central has confirmed.
-                self.rewind().await;
+                tracing::info!(session_present, "uplink connected; subscribing to acks");
                 if let Err(error) = self
                     .client
                     .try_subscribe(topic::ack(&device_id), QoS::AtLeastOnce)
@@ -213,6 +208,15 @@ impl Uplink {
                     tracing::warn!(%error, "could not queue the ack subscription");
                 }
                 self.publish_status();
+            }
+            LinkEvent::Subscribed => {
+                // Only now can central's acks reach us; a batch sent earlier
+                // could be acked into the void and wait for its ack timeout.
+                self.connected = true;
+                self.status.send_modify(|s| s.connected = true);
+                // Whatever was in flight before may be gone with the old
+                // connection; start again from what central has confirmed.
+                self.rewind().await;
             }
             LinkEvent::Disconnected { reason } => {
                 if self.connected {

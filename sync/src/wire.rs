@@ -20,7 +20,7 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 pub const MAX_DEVICE_ID_CHARS: usize = 64;
 
 /// Largest batch payload central accepts, in bytes. Edge batches stay below it.
-pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
 /// Most records in one batch.
 pub const MAX_BATCH_RECORDS: usize = 500;

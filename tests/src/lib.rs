@@ -152,7 +152,7 @@ impl Mosquitto {
             &conf,
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 max_packet_size 300000\nlog_dest stdout\n"
+                 max_packet_size 1200000\nlog_dest stdout\n"
             ),
         )?;
         let process = Process::spawn("mosquitto", &program, &["-c", &conf.to_string_lossy()], dir)?;

@@ -71,7 +71,7 @@ async fn every_bad_batch_is_dead_lettered_with_its_reason_and_nothing_else_is_af
     .unwrap();
 
     let mut options = MqttOptions::new("bad-input-test", "127.0.0.1", central.mqtt_port);
-    options.set_max_packet_size(1 << 20, 1 << 20);
+    options.set_max_packet_size(2 << 20, 2 << 20);
     let (client, mut eventloop) = AsyncClient::new(options, 16);
     tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
 
