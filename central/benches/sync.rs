@@ -113,7 +113,17 @@ struct Central {
 }
 
 fn start_central(dir: &Path, devices: usize) -> Central {
-    let broker = broker::start_on_free_port().unwrap();
+    // BENCH_MQTT_PORT measures against an external broker (e.g. Mosquitto).
+    let broker = match std::env::var("BENCH_MQTT_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+    {
+        Some(port) => BrokerConfig {
+            port,
+            ..BrokerConfig::default()
+        },
+        None => broker::start_on_free_port().unwrap(),
+    };
     let store = Store::open(&dir.join("central.db")).unwrap();
     for n in 0..devices {
         store
@@ -253,7 +263,17 @@ fn hex_secret(n: usize) -> String {
     secret(n).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Which parts to run: `BENCH_ONLY=abcd` (default all); `BENCH_BOXES=n` for
+/// (c); `BENCH_MQTT_PORT=p` uses the broker on 127.0.0.1:p instead of the
+/// embedded one; `RUST_LOG` turns on logs.
+fn wanted(part: char) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only.contains(part))
+}
+
 fn main() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        valeo_process::init_logging("warn");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -265,21 +285,38 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         dir.path().display()
     );
-    append_rates(dir.path());
+    if wanted('a') {
+        append_rates(dir.path());
+    }
     runtime.block_on(async {
-        let mut rates = Vec::new();
-        for run in 0..3 {
-            let sub = dir.path().join(format!("drain-{run}"));
-            std::fs::create_dir_all(&sub).unwrap();
-            rates.push(drain(&sub, 1, 100_000).await);
+        if wanted('b') {
+            let mut rates = Vec::new();
+            for run in 0..3 {
+                let sub = dir.path().join(format!("drain-{run}"));
+                std::fs::create_dir_all(&sub).unwrap();
+                rates.push(drain(&sub, 1, 100_000).await);
+            }
+            let runs: Vec<f64> = rates.iter().map(|r| r.round()).collect();
+            println!(
+                "(b) drain 100,000 records from 1 box to central, acknowledged: median {:.0} records/s (runs: {runs:?})",
+                median(rates)
+            );
         }
-        println!("(b) drain 100,000 records from 1 box to central, acknowledged: median {:.0} records/s (runs: {:?})", median(rates.clone()), rates.iter().map(|r| r.round()).collect::<Vec<_>>());
-        let sub = dir.path().join("fleet");
-        std::fs::create_dir_all(&sub).unwrap();
-        let rate = drain(&sub, 100, 1_000).await;
-        println!("(c) central ingest, 100 boxes x 1,000 records at once, acknowledged: {rate:.0} records/s");
-        let sub = dir.path().join("rss");
-        std::fs::create_dir_all(&sub).unwrap();
-        edge_rss(&sub).await;
+        if wanted('c') {
+            let boxes: usize =
+                std::env::var("BENCH_BOXES").ok().and_then(|n| n.parse().ok()).unwrap_or(100);
+            let sub = dir.path().join("fleet");
+            std::fs::create_dir_all(&sub).unwrap();
+            let rate = drain(&sub, boxes, 100_000 / boxes as u64).await;
+            println!(
+                "(c) central ingest, {boxes} boxes x {} records at once, acknowledged: {rate:.0} records/s",
+                100_000 / boxes
+            );
+        }
+        if wanted('d') {
+            let sub = dir.path().join("rss");
+            std::fs::create_dir_all(&sub).unwrap();
+            edge_rss(&sub).await;
+        }
     });
 }

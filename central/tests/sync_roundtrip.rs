@@ -126,3 +126,55 @@ async fn a_new_epoch_is_a_new_chain_not_a_duplicate() {
     assert_eq!(counters.snapshot().records_inserted, 2);
     assert_eq!(store.device_heads().unwrap().len(), 2);
 }
+
+/// Regression: with many boxes publishing at once, the receiver's acks must
+/// not wait on the MQTT client while the client's event loop waits on the
+/// receiver (that deadlock stalled every box until its ack timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_boxes_at_once_are_all_acknowledged_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker();
+    let store = Store::open(&dir.path().join("central.db")).unwrap();
+    let keys: Vec<DeviceKey> = (0..100u8)
+        .map(|n| DeviceKey::from_secret([n + 10; 32]))
+        .collect();
+    let mut outboxes = Vec::new();
+    for (n, key) in keys.iter().enumerate() {
+        let id = format!("box-{n}");
+        store.register_device(&id, &key.public_key_hex()).unwrap();
+        let outbox = Outbox::open(
+            &dir.path().join(format!("{id}.db")),
+            &id,
+            OutboxLimits::default(),
+        )
+        .unwrap();
+        let items = (0..20)
+            .map(|i| ("test.note".to_owned(), json!({ "n": i })))
+            .collect();
+        outbox.append_many(items, Utc::now()).unwrap();
+        outboxes.push(outbox);
+    }
+    valeo_sync::receiver::spawn(&broker, "central-test", Arc::new(store.clone()));
+    // Long ack timeout: a stall would show as a timeout of this test, not as a resend.
+    let config = UplinkConfig {
+        ack_timeout_ms: 60_000,
+        max_batch_records: 5,
+        ..UplinkConfig::default()
+    };
+    let _uplinks: Vec<_> = outboxes
+        .iter()
+        .zip(&keys)
+        .map(|(o, k)| uplink::spawn(&broker, config.clone(), o.clone(), k.clone(), "test"))
+        .collect();
+    wait_for("all hundred boxes to drain", || {
+        outboxes.iter().all(|o| pending(o) == 0)
+    })
+    .await;
+    let stored: u64 = store
+        .device_heads()
+        .unwrap()
+        .iter()
+        .map(|h| h.head_seq)
+        .sum();
+    assert_eq!(stored, 2_000);
+}

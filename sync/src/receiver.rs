@@ -6,6 +6,7 @@
 //! never acknowledged; the receiver keeps running. What a record means is
 //! the sink's business: this module knows envelopes, not weighings.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -163,17 +164,38 @@ pub fn spawn(
     counters
 }
 
+/// How often acks that could not be queued are tried again.
+const ACK_RETRY_MS: u64 = 100;
+
 async fn run(
     client: AsyncClient,
     mut events: mpsc::Receiver<LinkEvent>,
     sink: Arc<dyn BatchSink>,
     counters: Arc<ReceiverCounters>,
 ) {
-    while let Some(event) = events.recv().await {
+    // Acks waiting for room in the MQTT client's queue, newest per device:
+    // acks are cumulative, so a newer one replaces an older one, and this
+    // map never holds more than one entry per device. Never awaiting the
+    // client here matters: the event-loop task may itself be waiting for us
+    // to take its next event, and awaiting it back would deadlock.
+    let mut pending_acks: HashMap<String, Ack> = HashMap::new();
+    let mut retry = tokio::time::interval(std::time::Duration::from_millis(ACK_RETRY_MS));
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => event,
+                None => return,
+            },
+            _ = retry.tick() => {
+                flush_acks(&client, &mut pending_acks);
+                continue;
+            }
+        };
         match event {
             LinkEvent::Connected { .. } => {
                 counters.connected.store(true, Ordering::Relaxed);
-                if let Err(error) = client.subscribe(topic::ALL_RECORDS, QoS::AtLeastOnce).await {
+                if let Err(error) = client.try_subscribe(topic::ALL_RECORDS, QoS::AtLeastOnce) {
                     tracing::error!(%error, "cannot subscribe to records");
                 }
             }
@@ -183,8 +205,35 @@ async fn run(
                 topic: name,
                 payload,
             } => {
-                handle_message(&client, &name, &payload, &sink, &counters).await;
+                if let Some((device_id, ack)) =
+                    handle_message(&name, &payload, &sink, &counters).await
+                {
+                    pending_acks.insert(device_id, ack);
+                }
             }
+        }
+        flush_acks(&client, &mut pending_acks);
+    }
+}
+
+/// Queues pending acks without waiting; what does not fit stays for later.
+fn flush_acks(client: &AsyncClient, pending: &mut HashMap<String, Ack>) {
+    let devices: Vec<String> = pending.keys().cloned().collect();
+    for device_id in devices {
+        let Some(ack) = pending.get(&device_id) else {
+            continue;
+        };
+        match client.try_publish(
+            topic::ack(&device_id),
+            QoS::AtLeastOnce,
+            false,
+            ack.encode(),
+        ) {
+            Ok(()) => {
+                pending.remove(&device_id);
+            }
+            // Full queue: try again on the next event or tick.
+            Err(_) => return,
         }
     }
 }
@@ -214,20 +263,20 @@ async fn dead_letter(
     }
 }
 
+/// Checks and commits one message; returns the ack to send, if any.
 async fn handle_message(
-    client: &AsyncClient,
     topic_name: &str,
     payload: &[u8],
     sink: &Arc<dyn BatchSink>,
     counters: &ReceiverCounters,
-) {
+) -> Option<(String, Ack)> {
     let batch = match Batch::decode(topic_name, payload) {
         Ok(batch) => batch,
         Err(error) => {
             counters.messages_malformed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(topic = topic_name, %error, bytes = payload.len(), "dead-lettering a malformed batch");
             dead_letter(sink, topic_name, payload, error.reason(), error.to_string()).await;
-            return;
+            return None;
         }
     };
     let committer = Arc::clone(sink);
@@ -240,16 +289,16 @@ async fn handle_message(
             counters.batches_rejected.fetch_add(1, Ordering::Relaxed);
             tracing::error!(device_id, reason = reason.as_str(), %detail, "batch rejected");
             dead_letter(sink, topic_name, payload, reason, detail).await;
-            return;
+            return None;
         }
         Ok(Err(SinkError::Storage(reason))) => {
             counters.storage_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(device_id, %reason, "batch not stored; the box will resend");
-            return;
+            return None;
         }
         Err(_) => {
             counters.storage_errors.fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
         }
     };
     counters.batches_committed.fetch_add(1, Ordering::Relaxed);
@@ -266,15 +315,5 @@ async fn handle_message(
         acked_seq: outcome.acked_seq,
         resend_from: outcome.resend_from,
     };
-    if let Err(error) = client
-        .publish(
-            topic::ack(&device_id),
-            QoS::AtLeastOnce,
-            false,
-            ack.encode(),
-        )
-        .await
-    {
-        tracing::warn!(%error, device_id, "ack not sent; the box will resend and be acked then");
-    }
+    Some((device_id, ack))
 }
