@@ -199,8 +199,8 @@ async fn drain(dir: &Path, boxes: usize, records_per_box: u64) -> f64 {
 
 fn edge_binary() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
-    let target = exe.parent()?.parent()?;
-    let path = target.join("release").join("valeo-edge");
+    // target/release/deps/sync-… → target/release/valeo-edge
+    let path = exe.parent()?.parent()?.join("valeo-edge");
     path.exists().then_some(path)
 }
 
