@@ -476,6 +476,14 @@ impl Outbox {
     /// are sent at most once (QoS 0), never retried.
     pub fn take_telemetry(&self, max: usize) -> Result<Vec<TelemetrySample>, OutboxError> {
         let mut conn = self.lock();
+        // Checked before opening a write transaction: the uplink asks every
+        // tick, and an empty queue must not cost a commit and an fsync.
+        let any: Option<i64> = conn
+            .query_row("SELECT id FROM telemetry LIMIT 1", [], |r| r.get(0))
+            .optional()?;
+        if any.is_none() {
+            return Ok(Vec::new());
+        }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut samples = Vec::new();
         let mut last_id = 0i64;
