@@ -96,6 +96,9 @@ struct ScaleView {
     readings_total: u64,
     errors_total: u64,
     reconnects_total: u64,
+    timeouts_total: u64,
+    /// The device failed repeatedly and is polled less often until it answers.
+    degraded: bool,
     last_error: Option<String>,
 }
 
@@ -120,6 +123,8 @@ fn scale_views(workflow: &Workflow) -> Vec<ScaleView> {
                 readings_total: status.readings_total,
                 errors_total: status.errors_total,
                 reconnects_total: status.reconnects_total,
+                timeouts_total: status.timeouts_total,
+                degraded: status.degraded,
                 last_error: status.last_error,
             }
         })
@@ -281,6 +286,18 @@ async fn metrics(State(state): State<AppState>) -> Response {
             "valeo_edge_scale_connected",
             &[("scale", &v.id)],
             f64::from(u8::from(v.connected)),
+        );
+    }
+    m.family(
+        "valeo_edge_scale_degraded",
+        "1 while the scale is degraded (failing, polled less often).",
+        "gauge",
+    );
+    for v in &views {
+        m.sample(
+            "valeo_edge_scale_degraded",
+            &[("scale", &v.id)],
+            f64::from(u8::from(v.degraded)),
         );
     }
     m.family(
