@@ -218,46 +218,37 @@ async fn metrics(State(state): State<AppState>) -> Response {
         "Batches not stored because the database failed.",
         r.storage_errors as f64,
     );
-    m.family(
-        "valeo_central_dead_letters",
-        "Dead letters kept, by reason.",
-        "gauge",
-    );
-    for reason in valeo_sync::receiver::RejectReason::ALL {
+    let dead_by_reason = valeo_sync::receiver::RejectReason::ALL.map(|reason| {
         let n = dead
             .iter()
             .find(|(name, _)| name == reason.as_str())
             .map_or(0, |(_, n)| *n);
-        m.sample(
-            "valeo_central_dead_letters",
-            &[("reason", reason.as_str())],
-            n as f64,
-        );
-    }
-    m.family(
+        (reason.as_str(), n as f64)
+    });
+    let per_device = |f: fn(&crate::store::DeviceView) -> f64| {
+        devices.iter().map(move |d| (d.device_id.as_str(), f(d)))
+    };
+    m.by_label(
+        "valeo_central_dead_letters",
+        "Dead letters kept, by reason.",
+        "gauge",
+        "reason",
+        dead_by_reason,
+    )
+    .by_label(
         "valeo_central_device_head_seq",
         "Newest committed seq per device.",
         "gauge",
-    );
-    for d in &devices {
-        m.sample(
-            "valeo_central_device_head_seq",
-            &[("device", &d.device_id)],
-            d.head_seq.unwrap_or(0) as f64,
-        );
-    }
-    m.family(
+        "device",
+        per_device(|d| d.head_seq.unwrap_or(0) as f64),
+    )
+    .by_label(
         "valeo_central_device_gap",
         "1 while central waits for a missing record of the device.",
         "gauge",
+        "device",
+        per_device(|d| f64::from(u8::from(d.gap_expected_seq.is_some()))),
     );
-    for d in &devices {
-        m.sample(
-            "valeo_central_device_gap",
-            &[("device", &d.device_id)],
-            f64::from(u8::from(d.gap_expected_seq.is_some())),
-        );
-    }
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], m.finish()).into_response()
 }
 

@@ -276,55 +276,35 @@ async fn metrics(State(state): State<AppState>) -> Response {
         uplink.disconnects as f64,
     );
     let views = scale_views(&state.workflow);
-    m.family(
+    let per_scale = |f: fn(&ScaleView) -> f64| views.iter().map(move |v| (v.id.as_str(), f(v)));
+    m.by_label(
         "valeo_edge_scale_connected",
         "1 while the terminal answers.",
         "gauge",
-    );
-    for v in &views {
-        m.sample(
-            "valeo_edge_scale_connected",
-            &[("scale", &v.id)],
-            f64::from(u8::from(v.connected)),
-        );
-    }
-    m.family(
+        "scale",
+        per_scale(|v| f64::from(u8::from(v.connected))),
+    )
+    .by_label(
         "valeo_edge_scale_degraded",
         "1 while the scale is degraded (failing, polled less often).",
         "gauge",
-    );
-    for v in &views {
-        m.sample(
-            "valeo_edge_scale_degraded",
-            &[("scale", &v.id)],
-            f64::from(u8::from(v.degraded)),
-        );
-    }
-    m.family(
+        "scale",
+        per_scale(|v| f64::from(u8::from(v.degraded))),
+    )
+    .by_label(
         "valeo_edge_scale_errors_total",
         "I/O errors, timeouts and protocol errors.",
         "counter",
-    );
-    for v in &views {
-        m.sample(
-            "valeo_edge_scale_errors_total",
-            &[("scale", &v.id)],
-            v.errors_total as f64,
-        );
-    }
-    m.family(
+        "scale",
+        per_scale(|v| v.errors_total as f64),
+    )
+    .by_label(
         "valeo_edge_scale_reading_age_seconds",
         "Age of the last reading.",
         "gauge",
+        "scale",
+        per_scale(|v| v.reading_age_ms.map_or(f64::NAN, |ms| ms as f64 / 1000.0)),
     );
-    for v in &views {
-        let age = v.reading_age_ms.map_or(f64::NAN, |ms| ms as f64 / 1000.0);
-        m.sample(
-            "valeo_edge_scale_reading_age_seconds",
-            &[("scale", &v.id)],
-            age,
-        );
-    }
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], m.finish()).into_response()
 }
 

@@ -35,6 +35,22 @@ impl Exposition {
         self
     }
 
+    /// A whole family with one label: `samples` are (label value, value).
+    pub fn by_label<'a>(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: &str,
+        label: &str,
+        samples: impl IntoIterator<Item = (&'a str, f64)>,
+    ) -> &mut Self {
+        self.family(name, help, kind);
+        for (value_of_label, value) in samples {
+            self.sample(name, &[(label, value_of_label)], value);
+        }
+        self
+    }
+
     /// One sample line.
     pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) -> &mut Self {
         self.text.push_str(name);
