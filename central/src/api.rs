@@ -17,6 +17,8 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use valeo_sync::receiver::ReceiverCounters;
 
+use valeo_process::problem::Problem;
+
 use crate::store::{Store, WeighingFilter, WeighingStatus};
 
 /// What the handlers share.
@@ -26,6 +28,9 @@ pub struct AppState {
     pub receiver: Arc<ReceiverCounters>,
     pub version: &'static str,
 }
+
+/// What a client sees of a server error.
+const INTERNAL_DETAIL: &str = "the request could not be completed";
 
 /// Largest page of a list.
 pub const MAX_PAGE_LIMIT: u32 = 500;
@@ -48,57 +53,6 @@ pub fn app(state: AppState, request_timeout_ms: u64) -> Router {
         .with_state(state)
 }
 
-/// An RFC 9457 problem document.
-#[derive(Debug, Serialize)]
-pub struct Problem {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    title: &'static str,
-    status: u16,
-    detail: String,
-}
-
-impl Problem {
-    fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Problem {
-        Problem {
-            kind: "about:blank",
-            title,
-            status: status.as_u16(),
-            detail: detail.into(),
-        }
-    }
-
-    pub fn bad_request(detail: impl Into<String>) -> Problem {
-        Problem::new(StatusCode::BAD_REQUEST, "Bad Request", detail)
-    }
-
-    pub fn not_found(detail: impl Into<String>) -> Problem {
-        Problem::new(StatusCode::NOT_FOUND, "Not Found", detail)
-    }
-
-    /// Logs the cause and answers without it.
-    fn internal(cause: &dyn std::fmt::Display) -> Problem {
-        tracing::error!(%cause, "request failed");
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Internal Server Error",
-            "the request could not be completed",
-        )
-    }
-}
-
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (
-            status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            Json(self),
-        )
-            .into_response()
-    }
-}
-
 /// Runs a store query on the blocking pool; a failure becomes a 500 whose
 /// cause is logged, not shown.
 async fn query<T, F>(state: &AppState, f: F) -> Result<T, Problem>
@@ -109,8 +63,8 @@ where
     let store = state.store.clone();
     match tokio::task::spawn_blocking(move || f(&store)).await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(Problem::internal(&error)),
-        Err(error) => Err(Problem::internal(&error)),
+        Ok(Err(error)) => Err(Problem::internal(&error, INTERNAL_DETAIL)),
+        Err(error) => Err(Problem::internal(&error, INTERNAL_DETAIL)),
     }
 }
 

@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use valeo_drivers::scale::ScaleError;
+use valeo_process::problem::Problem;
 use valeo_records::Direction;
 use valeo_sync::uplink::UplinkHandle;
 
@@ -39,18 +40,7 @@ pub fn app(state: AppState) -> Router {
 }
 
 fn problem(status: StatusCode, detail: &str) -> Response {
-    let body = serde_json::json!({
-        "type": "about:blank",
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        Json(body),
-    )
-        .into_response()
+    Problem::new(status, detail).into_response()
 }
 
 impl IntoResponse for WorkflowError {

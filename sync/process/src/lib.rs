@@ -3,6 +3,7 @@
 //! the program does.
 
 pub mod metrics;
+pub mod problem;
 
 use std::path::{Path, PathBuf};
 
