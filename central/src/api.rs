@@ -15,9 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use valeo_sync::receiver::ReceiverCounters;
-
 use valeo_process::problem::Problem;
+use valeo_sync::receiver::ReceiverCounters;
 
 use crate::store::{Store, WeighingFilter, WeighingStatus};
 

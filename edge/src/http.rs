@@ -343,11 +343,9 @@ async fn second_weighing(
     Path(ticket_no): Path<String>,
     body: Option<Json<SecondWeighingRequest>>,
 ) -> Response {
-    let Ok(ticket_no) = ticket_no.parse::<u64>() else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            &format!("ticket number must be an integer, got {ticket_no:?}"),
-        );
+    let ticket_no = match parse_ticket_no(&ticket_no) {
+        Ok(no) => no,
+        Err(problem) => return problem.into_response(),
     };
     let request = body.map(|Json(b)| b).unwrap_or_default();
     match state
@@ -389,12 +387,17 @@ async fn list_tickets(
     }
 }
 
+/// A ticket number from the path, or the 400 answer naming what was sent.
+fn parse_ticket_no(text: &str) -> Result<u64, Problem> {
+    text.parse().map_err(|_| {
+        Problem::bad_request(format!("ticket number must be an integer, got {text:?}"))
+    })
+}
+
 async fn get_ticket(State(state): State<AppState>, Path(ticket_no): Path<String>) -> Response {
-    let Ok(ticket_no) = ticket_no.parse::<u64>() else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            &format!("ticket number must be an integer, got {ticket_no:?}"),
-        );
+    let ticket_no = match parse_ticket_no(&ticket_no) {
+        Ok(no) => no,
+        Err(problem) => return problem.into_response(),
     };
     match state.workflow.ticket(ticket_no).await {
         Ok(Some(ticket)) => Json(ticket).into_response(),

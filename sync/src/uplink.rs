@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use crate::identity::DeviceKey;
 use crate::mqtt::{self, BrokerConfig, LinkEvent};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, OutboxStats};
 use crate::wire::{
     Ack, Batch, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, PROTOCOL_VERSION, Status, topic,
 };
@@ -207,7 +207,6 @@ impl Uplink {
                 {
                     tracing::warn!(%error, "could not queue the ack subscription");
                 }
-                self.publish_status();
             }
             LinkEvent::Subscribed => {
                 // Only now can central's acks reach us; a batch sent earlier
@@ -216,7 +215,8 @@ impl Uplink {
                 self.status.send_modify(|s| s.connected = true);
                 // Whatever was in flight before may be gone with the old
                 // connection; start again from what central has confirmed.
-                self.rewind().await;
+                let stats = self.rewind().await;
+                self.publish_status(stats.map(|s| s.pending_records));
             }
             LinkEvent::Disconnected { reason } => {
                 if self.connected {
@@ -283,22 +283,22 @@ impl Uplink {
     }
 
     /// Forget what is in flight and continue after the acknowledged seq.
-    async fn rewind(&mut self) {
+    async fn rewind(&mut self) -> Option<OutboxStats> {
         let outbox = self.outbox.clone();
-        let acked = tokio::task::spawn_blocking(move || outbox.stats()).await;
-        let acked_seq = match acked {
-            Ok(Ok(stats)) => stats.acked_seq,
+        let stats = match tokio::task::spawn_blocking(move || outbox.stats()).await {
+            Ok(Ok(stats)) => stats,
             Ok(Err(error)) => {
                 tracing::error!(%error, "cannot read the outbox");
-                return;
+                return None;
             }
-            Err(_) => return,
+            Err(_) => return None,
         };
-        if !self.inflight.is_empty() || self.sent_upto > acked_seq {
+        if !self.inflight.is_empty() || self.sent_upto > stats.acked_seq {
             self.status.send_modify(|s| s.resends += 1);
         }
         self.inflight.clear();
-        self.sent_upto = acked_seq;
+        self.sent_upto = stats.acked_seq;
+        Some(stats)
     }
 
     /// Sends queued live values at QoS 0 while connected; while offline
@@ -403,8 +403,8 @@ impl Uplink {
         batch
     }
 
-    fn publish_status(&self) {
-        let backlog = self.outbox.stats().ok().map(|s| s.pending_records);
+    /// Publishes the retained online status with the backlog the caller read.
+    fn publish_status(&self, backlog: Option<u64>) {
         let status = Status {
             v: PROTOCOL_VERSION,
             online: true,
