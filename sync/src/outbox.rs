@@ -204,7 +204,7 @@ impl Outbox {
     }
 
     /// Appends one record durably and returns it. Blocking: call it from a
-    /// blocking context or through [`Outbox::append_async`].
+    /// blocking context (`tokio::task::spawn_blocking`).
     pub fn append(
         &self,
         kind: &str,
@@ -213,9 +213,7 @@ impl Outbox {
     ) -> Result<Record, OutboxError> {
         self.append_with(kind, created_at, |_| Ok::<_, OutboxError>((payload, ())))
             .map(|(record, ())| record)
-            .map_err(|e| match e {
-                AppendError::Outbox(e) | AppendError::Caller(e) => e,
-            })
+            .map_err(AppendError::into_inner)
     }
 
     /// The transactional outbox: runs `build` inside the append transaction
@@ -356,20 +354,6 @@ impl Outbox {
     /// tables kept beside the records).
     pub fn read<T>(&self, query: impl FnOnce(&Connection) -> T) -> T {
         query(&self.lock())
-    }
-
-    /// [`Outbox::append`] on the blocking thread pool.
-    pub async fn append_async(
-        &self,
-        kind: &str,
-        payload: serde_json::Value,
-        created_at: DateTime<Utc>,
-    ) -> Result<Record, OutboxError> {
-        let outbox = self.clone();
-        let kind = kind.to_owned();
-        tokio::task::spawn_blocking(move || outbox.append(&kind, payload, created_at))
-            .await
-            .map_err(|_| OutboxError::WorkerGone)?
     }
 
     /// Up to `max_records` unacknowledged records with `seq > after_seq`, in
