@@ -16,6 +16,7 @@ key="$(./target/debug/valeo-edge --config config/edge.demo.toml --print-public-k
 cat > data/central.demo.toml <<TOML
 # Written by scripts/demo.sh: central on embedded defaults, knowing the demo box.
 data_dir = "data/central"
+master_data_file = "config/master-data.demo.json"
 [[devices]]
 id = "demo-weighbridge-01"
 public_key = "$key"
@@ -40,6 +41,7 @@ cat <<MSG
     tickets at central:   curl -s http://127.0.0.1:8080/api/v1/weighings
     central health:       curl -s http://127.0.0.1:8080/health
     central metrics:      curl -s http://127.0.0.1:8080/metrics
+    operator terminal:    http://127.0.0.1:8081/
     edge box health:      curl -s http://127.0.0.1:8081/health
   A truck is weighed in and out every few seconds. Ctrl-C stops everything.
 

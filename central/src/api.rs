@@ -16,15 +16,17 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use valeo_process::problem::Problem;
-use valeo_sync::receiver::ReceiverCounters;
+use valeo_sync::receiver::{ConfigPublisher, ReceiverCounters};
 
-use crate::store::{Store, WeighingFilter, WeighingStatus};
+use crate::store::{PutMasterDataError, Store, WeighingFilter, WeighingStatus};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: Store,
     pub receiver: Arc<ReceiverCounters>,
+    /// Publishes master data to the boxes over the receiver's connection.
+    pub publisher: ConfigPublisher,
     pub version: &'static str,
 }
 
@@ -44,6 +46,10 @@ pub fn app(state: AppState, request_timeout_ms: u64) -> Router {
         .route("/api/v1/dead-letters", get(list_dead_letters))
         .route("/api/v1/weighings", get(list_weighings))
         .route("/api/v1/weighings/{id}", get(get_weighing))
+        .route(
+            "/api/v1/master-data",
+            get(get_master_data).put(put_master_data),
+        )
         .fallback(|| async { Problem::not_found("no such resource") })
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -280,4 +286,71 @@ async fn get_weighing(State(state): State<AppState>, Path(id): Path<String>) -> 
         Ok(None) => Problem::not_found(format!("no weighing with id {id}")).into_response(),
         Err(problem) => problem.into_response(),
     }
+}
+
+/// The ETag of a master-data version.
+fn etag(version: u64) -> String {
+    format!("\"{version}\"")
+}
+
+/// `GET /api/v1/master-data`: the document the boxes get, with its version
+/// as ETag.
+async fn get_master_data(State(state): State<AppState>) -> Response {
+    match query(&state, Store::master_data).await {
+        Ok(Some(data)) => ([(header::ETAG, etag(data.version))], Json(data)).into_response(),
+        Ok(None) => Problem::not_found("no master data stored yet").into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// `PUT /api/v1/master-data`: replaces the whole document (the version is
+/// assigned here) and publishes it to every box. `If-Match` with the ETag
+/// read before makes the update safe against a concurrent one (412).
+async fn put_master_data(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let document = match body {
+        Ok(Json(document)) => document,
+        Err(rejection) => return Problem::bad_request(rejection.body_text()).into_response(),
+    };
+    let if_version = match headers.get(header::IF_MATCH).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(text)) => match text.trim().trim_matches('"').parse::<u64>() {
+            Ok(version) => Some(version),
+            Err(_) => {
+                return Problem::bad_request(format!(
+                    "If-Match must be an ETag of this resource like \"3\", got {text:?}"
+                ))
+                .into_response();
+            }
+        },
+        Some(Err(_)) => return Problem::bad_request("If-Match is not ASCII").into_response(),
+    };
+    let store = state.store.clone();
+    let put =
+        tokio::task::spawn_blocking(move || store.put_master_data(document, if_version)).await;
+    let data = match put {
+        Ok(Ok(data)) => data,
+        Ok(Err(PutMasterDataError::VersionMismatch { current })) => {
+            return Problem::new(
+                StatusCode::PRECONDITION_FAILED,
+                format!("master data changed meanwhile; it is at version {current} now"),
+            )
+            .into_response();
+        }
+        Ok(Err(PutMasterDataError::Invalid(reason))) => {
+            return Problem::new(StatusCode::UNPROCESSABLE_ENTITY, reason).into_response();
+        }
+        Ok(Err(PutMasterDataError::Store(error))) => {
+            return Problem::internal(&error, INTERNAL_DETAIL).into_response();
+        }
+        Err(error) => return Problem::internal(&error, INTERNAL_DETAIL).into_response(),
+    };
+    if let Err(error) = crate::master_data::publish_to_all(&state.store, &state.publisher).await {
+        // Stored but not sent: it goes out with the next start or update.
+        tracing::error!(%error, "master data stored but not published");
+    }
+    ([(header::ETAG, etag(data.version))], Json(data)).into_response()
 }

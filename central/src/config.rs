@@ -27,6 +27,11 @@ pub struct CentralConfig {
     /// A batch from a device not listed here goes to the dead letters.
     #[serde(default)]
     pub devices: Vec<DeviceEntry>,
+    /// A JSON master-data document stored on first start when the database
+    /// has none (demos, fresh installations). Afterwards master data is
+    /// changed through `PUT /api/v1/master-data`.
+    #[serde(default)]
+    pub master_data_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

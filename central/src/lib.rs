@@ -5,12 +5,14 @@
 //! - [`config`]: the TOML configuration and its checks;
 //! - [`broker`]: the embedded rumqttd broker;
 //! - [`store`]: every SQL statement, the raw records and the materialised tickets;
+//! - [`master_data`]: publishing master data to the boxes;
 //! - [`api`]: the axum router and problem+json errors;
 //! - [`run`]: wiring it together.
 
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod master_data;
 pub mod store;
 
 use std::sync::Arc;
@@ -38,11 +40,19 @@ pub async fn run(
         let broker_config = config.embedded_broker.clone();
         tokio::task::spawn_blocking(move || broker::start(&broker_config, 10_000)).await??;
     }
-    let receiver =
-        valeo_sync::receiver::spawn(&config.mqtt, "valeo-central", Arc::new(store.clone()));
+    if let Some(path) = &config.master_data_file {
+        master_data::seed_from_file(&store, path)?;
+    }
+    let (receiver, publisher) = valeo_sync::receiver::spawn_with_config(
+        &config.mqtt,
+        "valeo-central",
+        Arc::new(store.clone()),
+    );
+    master_data::publish_to_all(&store, &publisher).await?;
     let state = api::AppState {
         store,
         receiver,
+        publisher,
         version: VERSION,
     };
     let listener = tokio::net::TcpListener::bind(config.http.listen)

@@ -5,7 +5,11 @@
 //! - `records`: the raw, hash-chained records exactly as the boxes sent
 //!   them, unique on `(device_id, epoch, seq)`; never updated or deleted.
 //! - `weighings`: tickets materialised from those records in the same
-//!   transaction, for the API.
+//!   transaction, for the API, by the same state machine the boxes run
+//!   (`valeo_records::ticket`); the full ticket is kept as JSON beside the
+//!   columns the lists filter on. It can always be rebuilt from `records`.
+//!
+//! And the master data central publishes to the boxes (`master_data`).
 //!
 //! A batch is committed in one `BEGIN IMMEDIATE` transaction with
 //! `synchronous=FULL`; the receiver acks only after `commit` returns.
@@ -16,12 +20,23 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
-use valeo_records::{
-    FirstWeighing, KIND_FIRST_WEIGHING, KIND_SECOND_WEIGHING, SecondWeighing, WeighingStep,
-};
+use valeo_records::master_data::MasterData;
+use valeo_records::ticket::{CancellationInfo, QualityEntry, TareSource};
+use valeo_records::{Ref, Ticket, TicketEvent};
 use valeo_sync::outbox::open_durable;
 use valeo_sync::receiver::{BatchSink, CommitOutcome, DeadLetter, RejectReason, SinkError};
 use valeo_sync::wire::{Batch, GENESIS_HASH, Record};
+
+/// Why master data was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum PutMasterDataError {
+    #[error("master data is at version {current}, not the one the update was based on")]
+    VersionMismatch { current: u64 },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// Errors of the store, for the API layer.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +102,7 @@ CREATE TABLE IF NOT EXISTS weighings (
     first_record_seq INTEGER NOT NULL,
     second_record_seq INTEGER,
     epoch TEXT NOT NULL,
+    ticket TEXT,
     UNIQUE (device_id, ticket_no)
 );
 CREATE INDEX IF NOT EXISTS weighings_by_time ON weighings (first_weighed_at);
@@ -98,6 +114,12 @@ CREATE TABLE IF NOT EXISTS devices (
     gap_expected_seq INTEGER,
     gap_seen_at TEXT,
     gaps_total INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS master_data (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL,
+    updated_at TEXT NOT NULL,
+    document TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -127,10 +149,120 @@ impl Store {
         let writer = open()?;
         writer.execute_batch(SCHEMA)?;
         let reader = open()?;
-        Ok(Store {
+        let store = Store {
             writer: Arc::new(Mutex::new(writer)),
             reader: Arc::new(Mutex::new(reader)),
-        })
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Brings a database of an earlier release up to date. Databases from
+    /// before the full ticket was kept get their tickets rebuilt from the
+    /// raw records.
+    fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.writer();
+        let has_ticket: bool = conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('weighings') WHERE name = 'ticket'",
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if has_ticket {
+            return Ok(());
+        }
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch("ALTER TABLE weighings ADD COLUMN ticket TEXT; DELETE FROM weighings;")?;
+        let records = {
+            let mut stmt = tx.prepare(
+                "SELECT device_id, epoch, seq, kind, created_at, payload, prev_hash, hash
+                 FROM records ORDER BY rowid",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                let payload: String = r.get(5)?;
+                Ok(Record {
+                    device_id: r.get(0)?,
+                    epoch: r.get(1)?,
+                    seq: r.get::<_, i64>(2)? as u64,
+                    kind: r.get(3)?,
+                    created_at: r.get(4)?,
+                    payload: serde_json::from_str(&payload).unwrap_or_default(),
+                    prev_hash: r.get(6)?,
+                    hash: r.get(7)?,
+                })
+            })?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        for record in &records {
+            let error = materialize(&tx, record).err();
+            tx.execute(
+                "UPDATE records SET materialize_error = ?4
+                 WHERE device_id = ?1 AND epoch = ?2 AND seq = ?3",
+                params![record.device_id, record.epoch, record.seq as i64, error],
+            )?;
+        }
+        tx.commit()?;
+        tracing::info!(
+            records = records.len(),
+            "tickets rebuilt from the raw records"
+        );
+        Ok(())
+    }
+
+    /// The master data document, if one was ever stored.
+    pub fn master_data(&self) -> Result<Option<MasterData>, StoreError> {
+        let text: Option<String> = self
+            .reader()
+            .query_row("SELECT document FROM master_data WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// Replaces the master data with `document` (its `version` is ignored)
+    /// and returns it with the new version, one above the stored one. With
+    /// `if_version`, only when that is still the stored version.
+    pub fn put_master_data(
+        &self,
+        mut document: serde_json::Value,
+        if_version: Option<u64>,
+    ) -> Result<MasterData, PutMasterDataError> {
+        let mut conn = self.writer();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        let current: u64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM master_data",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(StoreError::from)? as u64;
+        if let Some(expected) = if_version
+            && expected != current
+        {
+            return Err(PutMasterDataError::VersionMismatch { current });
+        }
+        let version = current + 1;
+        let Some(object) = document.as_object_mut() else {
+            return Err(PutMasterDataError::Invalid(
+                "master data must be a JSON object".into(),
+            ));
+        };
+        object.insert("version".into(), version.into());
+        let text = document.to_string();
+        let data = MasterData::decode(text.as_bytes())
+            .map_err(|e| PutMasterDataError::Invalid(e.to_string()))?;
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        tx.execute(
+            "INSERT INTO master_data (id, version, updated_at, document) VALUES (1, ?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET version = excluded.version,
+                 updated_at = excluded.updated_at, document = excluded.document",
+            params![version as i64, now, text],
+        )
+        .map_err(StoreError::from)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(data)
     }
 
     fn writer(&self) -> MutexGuard<'_, Connection> {
@@ -479,84 +611,59 @@ pub struct DeviceView {
     pub gaps_total: u64,
 }
 
-/// Applies one record to the business tables. An error here means the
-/// record is valid on the wire but not understood; the caller keeps it raw.
+/// Applies one record to the business tables through the ticket state
+/// machine. An error here means the record is valid on the wire but not
+/// understood or not a possible step; the caller keeps it raw.
 fn materialize(tx: &rusqlite::Transaction<'_>, record: &Record) -> Result<(), String> {
-    match record.kind.as_str() {
-        KIND_FIRST_WEIGHING => {
-            let first: FirstWeighing =
-                serde_json::from_value(record.payload.clone()).map_err(|e| e.to_string())?;
-            insert_first(tx, record, &first).map_err(|e| e.to_string())
-        }
-        KIND_SECOND_WEIGHING => {
-            let second: SecondWeighing =
-                serde_json::from_value(record.payload.clone()).map_err(|e| e.to_string())?;
-            let (gross, tare, net) =
-                valeo_records::gross_tare_net(&second.first.weight, &second.second.weight)
-                    .map_err(|e| e.to_string())?;
-            if (gross, tare, net) != (second.gross, second.tare, second.net) {
-                return Err(format!(
-                    "ticket {}: gross/tare/net {}/{}/{} do not follow from the weighings",
-                    second.ticket_no, second.gross, second.tare, second.net
-                ));
-            }
-            complete(tx, record, &second).map_err(|e| e.to_string())
-        }
-        other => Err(format!("unknown record kind {other:?}")),
-    }
+    let event = TicketEvent::from_record(&record.kind, &record.payload)
+        .map_err(|e| format!("{} payload: {e}", record.kind))?
+        .ok_or_else(|| format!("unknown record kind {:?}", record.kind))?;
+    let ticket_no = event.ticket_no();
+    let stored: Option<Option<String>> = tx
+        .query_row(
+            "SELECT ticket FROM weighings WHERE device_id = ?1 AND ticket_no = ?2",
+            params![record.device_id, ticket_no as i64],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| e.to_string())?;
+    let current: Option<Ticket> = stored
+        .flatten()
+        .map(|t| serde_json::from_str(&t))
+        .transpose()
+        .map_err(|e| format!("stored ticket {ticket_no}: {e}"))?;
+    let ticket =
+        Ticket::apply(current.as_ref(), &record.device_id, &event).map_err(|e| e.to_string())?;
+    let completes = matches!(event, TicketEvent::Second(_) | TicketEvent::StoredTare(_));
+    upsert_ticket(tx, record, &ticket, completes).map_err(|e| e.to_string())
 }
 
-fn insert_first(
+fn upsert_ticket(
     tx: &rusqlite::Transaction<'_>,
     record: &Record,
-    first: &FirstWeighing,
+    ticket: &Ticket,
+    completes: bool,
 ) -> rusqlite::Result<()> {
-    let step: &WeighingStep = &first.first;
-    tx.execute(
-        "INSERT INTO weighings (device_id, ticket_no, plate, direction, status, unit, decimals,
-             first_scale_id, first_value, first_alibi_id, first_weighed_at, first_record_seq, epoch)
-         VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-         ON CONFLICT (device_id, ticket_no) DO NOTHING",
-        params![
-            record.device_id,
-            first.ticket_no as i64,
-            first.plate,
-            direction_str(first.direction),
-            step.weight.unit.to_string(),
-            step.weight.decimals,
-            step.scale_id,
-            step.weight.value,
-            step.alibi_id,
-            step.weighed_at,
-            record.seq as i64,
-            record.epoch
-        ],
-    )?;
-    Ok(())
-}
-
-fn complete(
-    tx: &rusqlite::Transaction<'_>,
-    record: &Record,
-    second: &SecondWeighing,
-) -> rusqlite::Result<()> {
-    let (first, last) = (&second.first, &second.second);
+    let (first, second) = (&ticket.first, ticket.second.as_ref());
     tx.execute(
         "INSERT INTO weighings (device_id, ticket_no, plate, direction, status, unit, decimals,
              first_scale_id, first_value, first_alibi_id, first_weighed_at, first_record_seq, epoch,
              second_scale_id, second_value, second_alibi_id, second_weighed_at, second_record_seq,
-             gross_value, tare_value, net_value)
-         VALUES (?1, ?2, ?3, ?4, 'complete', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?11, ?17, ?18, ?19)
-         ON CONFLICT (device_id, ticket_no) DO UPDATE SET status = 'complete',
+             gross_value, tare_value, net_value, ticket)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+             ?19, ?20, ?21, ?22)
+         ON CONFLICT (device_id, ticket_no) DO UPDATE SET status = excluded.status,
              second_scale_id = excluded.second_scale_id, second_value = excluded.second_value,
              second_alibi_id = excluded.second_alibi_id, second_weighed_at = excluded.second_weighed_at,
-             second_record_seq = excluded.second_record_seq, gross_value = excluded.gross_value,
-             tare_value = excluded.tare_value, net_value = excluded.net_value",
+             second_record_seq = COALESCE(excluded.second_record_seq, weighings.second_record_seq),
+             gross_value = excluded.gross_value, tare_value = excluded.tare_value,
+             net_value = excluded.net_value, ticket = excluded.ticket",
         params![
             record.device_id,
-            second.ticket_no as i64,
-            second.plate,
-            direction_str(second.direction),
+            ticket.ticket_no as i64,
+            ticket.plate,
+            direction_str(ticket.direction),
+            ticket.state.as_str(),
             first.weight.unit.to_string(),
             first.weight.decimals,
             first.scale_id,
@@ -565,13 +672,15 @@ fn complete(
             first.weighed_at,
             record.seq as i64,
             record.epoch,
-            last.scale_id,
-            last.weight.value,
-            last.alibi_id,
-            last.weighed_at,
-            second.gross.value,
-            second.tare.value,
-            second.net.value
+            second.map(|s| s.scale_id.clone()),
+            second.map(|s| s.weight.value),
+            second.and_then(|s| s.alibi_id.clone()),
+            second.map(|s| s.weighed_at.clone()),
+            completes.then_some(record.seq as i64),
+            ticket.gross.map(|w| w.value),
+            ticket.tare.map(|w| w.value),
+            ticket.net.map(|w| w.value),
+            serde_json::to_string(ticket).unwrap_or_default(),
         ],
     )?;
     Ok(())
@@ -590,6 +699,7 @@ fn direction_str(direction: valeo_records::Direction) -> &'static str {
 pub enum WeighingStatus {
     Open,
     Complete,
+    Cancelled,
 }
 
 impl WeighingStatus {
@@ -597,6 +707,7 @@ impl WeighingStatus {
         match self {
             WeighingStatus::Open => "open",
             WeighingStatus::Complete => "complete",
+            WeighingStatus::Cancelled => "cancelled",
         }
     }
 }
@@ -635,8 +746,22 @@ pub struct WeighingView {
     pub gross: Option<f64>,
     pub tare: Option<f64>,
     pub net: Option<f64>,
-    /// True only when both weighings carry a terminal alibi number.
+    /// True only when every weighing carries a terminal alibi number and
+    /// none was entered by hand.
     pub legal_for_trade: bool,
+    pub partner: Option<Ref>,
+    pub article: Option<Ref>,
+    pub lot: Option<Ref>,
+    pub location: Option<Ref>,
+    pub contract_id: Option<String>,
+    pub operator: Option<String>,
+    /// `weighed` or `stored` (one-pass weighing against a stored tare).
+    pub tare_source: Option<TareSource>,
+    /// Set when the ticket was cancelled (storno).
+    pub cancellation: Option<CancellationInfo>,
+    pub quality: Vec<QualityEntry>,
+    /// Copies printed at the box after the original.
+    pub prints: u32,
     /// Where the raw records of this ticket are in the device's chain.
     pub epoch: String,
     pub first_record_seq: u64,
@@ -662,7 +787,7 @@ pub struct DeviceHead {
 const WEIGHING_COLUMNS: &str = "id, device_id, ticket_no, plate, direction, status, unit, decimals,
     first_scale_id, first_value, first_alibi_id, first_weighed_at,
     second_scale_id, second_value, second_alibi_id, second_weighed_at,
-    gross_value, tare_value, net_value, epoch, first_record_seq, second_record_seq";
+    gross_value, tare_value, net_value, epoch, first_record_seq, second_record_seq, ticket";
 
 fn weighing_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<WeighingView> {
     let decimals: u32 = row.get(7)?;
@@ -683,9 +808,25 @@ fn weighing_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<WeighingView> 
         alibi_id: row.get(10)?,
         weighed_at: row.get(11)?,
     };
-    let legal_for_trade =
-        first.alibi_id.is_some() && second.as_ref().is_some_and(|s| s.alibi_id.is_some());
+    let ticket: Option<Ticket> = row
+        .get::<_, Option<String>>(22)?
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let legal_for_trade = match &ticket {
+        Some(t) => t.legal_for_trade,
+        None => first.alibi_id.is_some() && second.as_ref().is_some_and(|s| s.alibi_id.is_some()),
+    };
+    let t = ticket.as_ref();
     Ok(WeighingView {
+        partner: t.and_then(|t| t.partner.clone()),
+        article: t.and_then(|t| t.article.clone()),
+        lot: t.and_then(|t| t.lot.clone()),
+        location: t.and_then(|t| t.location.clone()),
+        contract_id: t.and_then(|t| t.contract_id.clone()),
+        operator: t.and_then(|t| t.operator.clone()),
+        tare_source: t.and_then(|t| t.tare_source),
+        cancellation: t.and_then(|t| t.cancellation.clone()),
+        quality: t.map(|t| t.quality.clone()).unwrap_or_default(),
+        prints: t.map_or(0, |t| t.prints),
         id: row.get(0)?,
         device_id: row.get(1)?,
         ticket_no: row.get::<_, i64>(2)? as u64,
@@ -709,7 +850,10 @@ fn weighing_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<WeighingView> 
 mod tests {
     use serde_json::json;
     use valeo_drivers::scale::reading::{Unit, Weight};
-    use valeo_records::{Direction, FirstWeighing, SecondWeighing, WeighingStep};
+    use valeo_records::{
+        Direction, FirstWeighing, KIND_FIRST_WEIGHING, KIND_SECOND_WEIGHING, SecondWeighing,
+        StepSource, TicketContext, WeighingStep,
+    };
     use valeo_sync::identity::DeviceKey;
 
     use super::*;
@@ -725,6 +869,8 @@ mod tests {
             alibi_id: alibi.map(str::to_owned),
             weighed_at: "2026-11-22T08:00:00.000Z".into(),
             terminal_time: None,
+            source: StepSource::Scale,
+            manual_reason: None,
         }
     }
 
@@ -776,6 +922,7 @@ mod tests {
             plate: "OS-A 1".into(),
             direction: Direction::Intake,
             first: step(40_000, Some("A-1")),
+            context: TicketContext::default(),
         };
         let second = SecondWeighing {
             ticket_no: 1,
@@ -786,6 +933,7 @@ mod tests {
             gross: kg(40_000),
             tare: kg(14_980),
             net: kg(25_020),
+            operator: None,
         };
         chain(
             "box",
@@ -987,6 +1135,7 @@ mod tests {
             gross: kg(40_000),
             tare: kg(10_000),
             net: kg(31_000),
+            operator: None,
         })
         .unwrap();
         bad_second["plate"] = json!("X");

@@ -13,4 +13,6 @@
 
 pub mod scale;
 pub mod sim;
+/// Traffic lights, barriers and vehicle-position sensors at the platform, with the weighing interlock.
+pub mod site_io;
 pub mod transport;

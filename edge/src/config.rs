@@ -7,8 +7,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+use valeo_drivers::scale::config::Protocol;
 use valeo_drivers::scale::device::ScaleConfig;
 use valeo_drivers::scale::reading::Weight;
+use valeo_drivers::site_io::SiteIoConfig;
 use valeo_sync::mqtt::BrokerConfig;
 use valeo_sync::uplink::UplinkConfig;
 
@@ -38,6 +40,9 @@ pub struct EdgeConfig {
     /// A simulated terminal on a pseudo-terminal, for demos and trials.
     #[serde(default)]
     pub simulation: SimulationConfig,
+    /// Traffic lights, barriers and position sensors at the platform.
+    #[serde(default)]
+    pub site_io: SiteIoConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,6 +107,23 @@ pub struct WeighingConfig {
     /// typical truck scale with e = 20 kg).
     #[serde(default = "default_min_load", deserialize_with = "deserialize_weight")]
     pub min_load: Weight,
+    /// Refuse a ticket without a partner (customer or supplier).
+    #[serde(default)]
+    pub require_partner: bool,
+    /// Refuse a ticket without an article.
+    #[serde(default)]
+    pub require_article: bool,
+    /// Refuse plates that are not in the vehicle master data.
+    #[serde(default)]
+    pub require_known_vehicle: bool,
+    /// A stored vehicle tare older than this is refused (MessEV § 26 (2):
+    /// the operator must keep stored tares current).
+    #[serde(default = "default_stored_tare_max_age_days")]
+    pub stored_tare_max_age_days: u32,
+}
+
+fn default_stored_tare_max_age_days() -> u32 {
+    180
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,6 +135,11 @@ pub struct SimulationConfig {
     pub enabled: bool,
     #[serde(default = "default_sim_scale_id")]
     pub scale_id: String,
+    /// The protocol the simulated terminal speaks. SysTec by default: a
+    /// common German truck-scale terminal whose registered weighings carry
+    /// an alibi number, as legal-for-trade tickets need.
+    #[serde(default = "default_sim_protocol")]
+    pub protocol: Protocol,
     /// Drive trucks over the simulated scale and weigh them, as a demo.
     #[serde(default)]
     pub auto_traffic: bool,
@@ -141,6 +168,9 @@ fn default_alarm_db_percent() -> u8 {
 }
 fn default_min_load() -> Weight {
     Weight::new(400, 0, valeo_drivers::scale::reading::Unit::Kg)
+}
+fn default_sim_protocol() -> Protocol {
+    Protocol::Systec
 }
 fn default_sim_scale_id() -> String {
     "sim-bridge-1".to_owned()
@@ -177,6 +207,10 @@ impl Default for WeighingConfig {
     fn default() -> Self {
         WeighingConfig {
             min_load: default_min_load(),
+            require_partner: false,
+            require_article: false,
+            require_known_vehicle: false,
+            stored_tare_max_age_days: default_stored_tare_max_age_days(),
         }
     }
 }
@@ -185,6 +219,7 @@ impl Default for SimulationConfig {
         SimulationConfig {
             enabled: false,
             scale_id: default_sim_scale_id(),
+            protocol: default_sim_protocol(),
             auto_traffic: false,
             truck_interval_ms: default_truck_interval_ms(),
         }
@@ -213,12 +248,19 @@ impl EdgeConfig {
         if !(1..=100).contains(&config.outbox.alarm_db_percent) {
             anyhow::bail!("[outbox] alarm_db_percent must be 1..=100");
         }
+        if !(1..=3650).contains(&config.weighing.stored_tare_max_age_days) {
+            anyhow::bail!("[weighing] stored_tare_max_age_days must be 1..=3650");
+        }
         if config.telemetry.interval_ms < 100 {
             anyhow::bail!("[telemetry] interval_ms must be at least 100");
         }
         if config.telemetry.max_queued_samples == 0 {
             anyhow::bail!("[telemetry] max_queued_samples must be greater than 0");
         }
+        config
+            .site_io
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut ids = HashSet::new();
         for scale in &config.scales {
             if !ids.insert(scale.id.as_str()) {

@@ -8,7 +8,7 @@ use valeo_drivers::scale::ScaleError;
 use valeo_drivers::sim::truck::TruckScale;
 use valeo_records::Direction;
 
-use crate::workflow::{Workflow, WorkflowError};
+use crate::workflow::{OpenRequest, SecondRequest, Weighing, Workflow, WorkflowError};
 
 /// How long the demo keeps asking for a stable weight before it gives up on
 /// a truck (the terminal answers "not stable" while the bridge swings).
@@ -42,23 +42,55 @@ pub async fn run(workflow: Workflow, scale: TruckScale, scale_id: String, truck_
         };
         n += 1;
         scale.drive_on(first_kg);
-        let ticket =
-            weigh_when_settled(|| workflow.first_weighing(plate, direction, Some(&scale_id))).await;
+        let ticket = weigh_when_settled(|| {
+            workflow.open_ticket(demo_request(&workflow, n, plate, direction, &scale_id))
+        })
+        .await;
         scale.drive_off();
         let Some(ticket) = ticket else { continue };
         tokio::time::sleep(Duration::from_millis(truck_interval_ms)).await;
         scale.drive_on(second_kg);
-        weigh_when_settled(|| workflow.second_weighing(ticket.ticket_no, Some(&scale_id))).await;
+        weigh_when_settled(|| {
+            workflow.second_weighing(
+                ticket.ticket_no,
+                SecondRequest {
+                    operator: Some(DEMO_OPERATOR.to_owned()),
+                    scale_id: Some(scale_id.clone()),
+                    weighing: Weighing::Scale,
+                },
+            )
+        })
+        .await;
         scale.drive_off();
         tokio::time::sleep(Duration::from_millis(truck_interval_ms)).await;
     }
 }
 
+const DEMO_OPERATOR: &str = "Demo";
+
+/// A first weighing with the n-th partner and article of the cached master
+/// data, when there is any.
+fn demo_request(
+    workflow: &Workflow,
+    n: usize,
+    plate: &str,
+    direction: Direction,
+    scale_id: &str,
+) -> OpenRequest {
+    let master = workflow.master_data().current();
+    let pick = |len: usize| (len > 0).then(|| n % len);
+    let mut request = OpenRequest::scale(plate, direction, Some(scale_id));
+    request.operator = Some(DEMO_OPERATOR.to_owned());
+    request.partner_id = pick(master.partners.len()).map(|i| master.partners[i].id.clone());
+    request.article_id = pick(master.articles.len()).map(|i| master.articles[i].id.clone());
+    request
+}
+
 /// Retries a weighing step while the scale is still settling.
-async fn weigh_when_settled<F, Fut>(step: F) -> Option<crate::workflow::Ticket>
+async fn weigh_when_settled<F, Fut>(step: F) -> Option<valeo_records::Ticket>
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<crate::workflow::Ticket, WorkflowError>>,
+    Fut: std::future::Future<Output = Result<valeo_records::Ticket, WorkflowError>>,
 {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(MAX_SETTLE_WAIT_MS);
     loop {

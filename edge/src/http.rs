@@ -4,15 +4,25 @@
 //! Errors are problem+json; the operator sees why a weighing was refused
 //! (not stable, below minimum load, no such ticket) and nothing internal.
 
+mod simulation;
+mod terminal;
+mod tickets;
+
+use std::convert::Infallible;
+use std::time::Duration;
+
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use valeo_drivers::scale::ScaleError;
+use valeo_drivers::sim::truck::TruckScale;
+use valeo_drivers::site_io::InterlockError;
 use valeo_process::problem::Problem;
-use valeo_records::Direction;
+use valeo_records::TransitionError;
 use valeo_sync::uplink::UplinkHandle;
 
 use crate::workflow::{Workflow, WorkflowError};
@@ -22,6 +32,8 @@ pub struct AppState {
     pub workflow: Workflow,
     pub uplink: UplinkHandle,
     pub device_id: String,
+    /// The simulated weighbridge, when `[simulation]` is enabled.
+    pub simulation: Option<TruckScale>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -29,12 +41,31 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/api/v1/scales", get(scales))
-        .route("/api/v1/tickets", get(list_tickets).post(first_weighing))
-        .route("/api/v1/tickets/{ticket_no}", get(get_ticket))
+        .route("/api/v1/scales/{scale_id}/live", get(live))
+        .route("/api/v1/master-data", get(tickets::master_data))
+        .route("/api/v1/site", get(site))
+        .route("/api/v1/tickets", get(tickets::list).post(tickets::open))
+        .route("/api/v1/tickets/{ticket_no}", get(tickets::get))
         .route(
             "/api/v1/tickets/{ticket_no}/second-weighing",
-            post(second_weighing),
+            post(tickets::second),
         )
+        .route("/api/v1/tickets/{ticket_no}/cancel", post(tickets::cancel))
+        .route(
+            "/api/v1/tickets/{ticket_no}/reprint",
+            post(tickets::reprint),
+        )
+        .route(
+            "/api/v1/tickets/{ticket_no}/quality",
+            post(tickets::quality),
+        )
+        .route("/api/v1/weighings", post(tickets::by_plate))
+        .route("/api/v1/simulation", get(simulation::status))
+        .route(
+            "/api/v1/simulation/truck",
+            post(simulation::drive_on).delete(simulation::drive_off),
+        )
+        .merge(terminal::routes())
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such resource") })
         .with_state(state)
 }
@@ -46,13 +77,22 @@ fn problem(status: StatusCode, detail: &str) -> Response {
 impl IntoResponse for WorkflowError {
     fn into_response(self) -> Response {
         let status = match &self {
-            WorkflowError::UnknownScale(_) | WorkflowError::NoOpenTicket(_) => {
+            WorkflowError::UnknownScale(_)
+            | WorkflowError::Transition(TransitionError::NoSuchTicket { .. }) => {
                 StatusCode::NOT_FOUND
             }
-            WorkflowError::BadPlate(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            WorkflowError::AlreadyOnSite(..) | WorkflowError::Inconsistent { .. } => {
-                StatusCode::CONFLICT
+            WorkflowError::BadPlate(_)
+            | WorkflowError::BadInput { .. }
+            | WorkflowError::MissingField(_)
+            | WorkflowError::UnknownMasterData { .. }
+            | WorkflowError::MasterDataMismatch(_)
+            | WorkflowError::NoStoredTare(_)
+            | WorkflowError::StoredTareTooOld { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            WorkflowError::AlreadyOnSite(..) | WorkflowError::Transition(_) => StatusCode::CONFLICT,
+            WorkflowError::Interlock(InterlockError::Unavailable) => {
+                StatusCode::SERVICE_UNAVAILABLE
             }
+            WorkflowError::Interlock(_) => StatusCode::CONFLICT,
             WorkflowError::Scale(
                 ScaleError::NotStable
                 | ScaleError::Overload
@@ -65,15 +105,84 @@ impl IntoResponse for WorkflowError {
                 StatusCode::INSUFFICIENT_STORAGE
             }
             WorkflowError::Outbox(_) | WorkflowError::Corrupt(_) => {
-                tracing::error!(error = %self, "weighing failed");
+                tracing::error!(error = %self, "weighing step failed");
                 return problem(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "the weighing could not be stored",
+                    "the step could not be stored; nothing was recorded",
                 );
             }
         };
         problem(status, &self.to_string())
     }
+}
+
+/// `GET /api/v1/site`: lights, barriers and position sensors; 404 when
+/// the site has none configured.
+async fn site(State(state): State<AppState>) -> Response {
+    match state.workflow.site() {
+        Some(site) => Json(site.status().borrow().clone()).into_response(),
+        None => problem(StatusCode::NOT_FOUND, "no site I/O configured ([site_io])"),
+    }
+}
+
+/// One live reading as the terminal shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct LiveReading {
+    scale_id: String,
+    connected: bool,
+    weight: Option<valeo_drivers::scale::reading::Weight>,
+    display: Option<String>,
+    stable: bool,
+    overload: bool,
+    underload: bool,
+}
+
+/// How often the live stream says it is still there while nothing changes.
+const LIVE_KEEPALIVE_MS: u64 = 10_000;
+
+/// `GET /api/v1/scales/{id}/live`: Server-Sent Events, one `reading` event
+/// per change of the scale's status (as fast as the terminal is polled).
+async fn live(State(state): State<AppState>, Path(scale_id): Path<String>) -> Response {
+    let Some(scale) = state.workflow.scales().iter().find(|s| s.id() == scale_id) else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            &format!("unknown scale {scale_id:?}"),
+        );
+    };
+    let rx = scale.status();
+    let stream = futures::stream::unfold(
+        (rx, scale_id, None::<LiveReading>, true),
+        |(mut rx, id, last, first)| async move {
+            loop {
+                if !first && rx.changed().await.is_err() {
+                    return None;
+                }
+                let status = rx.borrow_and_update().clone();
+                let reading = status.last_reading.as_ref();
+                let live = LiveReading {
+                    scale_id: id.clone(),
+                    connected: status.connected,
+                    weight: reading.and_then(|r| r.net),
+                    display: reading.and_then(|r| r.net).map(|w| w.to_string()),
+                    stable: reading.is_some_and(|r| r.stable),
+                    overload: reading.is_some_and(|r| r.overload),
+                    underload: reading.is_some_and(|r| r.underload),
+                };
+                // Polls that read the same weight are not news.
+                if last.as_ref() == Some(&live) {
+                    continue;
+                }
+                let event = Event::default()
+                    .event("reading")
+                    .json_data(&live)
+                    .unwrap_or_else(|_| Event::default().comment("unserialisable reading"));
+                return Some((Ok::<_, Infallible>(event), (rx, id, Some(live), false)));
+            }
+        },
+    );
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_millis(LIVE_KEEPALIVE_MS)))
+        .into_response()
 }
 
 #[derive(Debug, Serialize)]
@@ -300,111 +409,4 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 async fn scales(State(state): State<AppState>) -> Response {
     Json(scale_views(&state.workflow)).into_response()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FirstWeighingRequest {
-    plate: String,
-    direction: Direction,
-    scale_id: Option<String>,
-}
-
-async fn first_weighing(
-    State(state): State<AppState>,
-    body: Result<Json<FirstWeighingRequest>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(request) = match body {
-        Ok(body) => body,
-        Err(rejection) => return problem(StatusCode::BAD_REQUEST, &rejection.body_text()),
-    };
-    match state
-        .workflow
-        .first_weighing(
-            &request.plate,
-            request.direction,
-            request.scale_id.as_deref(),
-        )
-        .await
-    {
-        Ok(ticket) => (StatusCode::CREATED, Json(ticket)).into_response(),
-        Err(error) => error.into_response(),
-    }
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct SecondWeighingRequest {
-    scale_id: Option<String>,
-}
-
-async fn second_weighing(
-    State(state): State<AppState>,
-    Path(ticket_no): Path<String>,
-    body: Option<Json<SecondWeighingRequest>>,
-) -> Response {
-    let ticket_no = match parse_ticket_no(&ticket_no) {
-        Ok(no) => no,
-        Err(problem) => return problem.into_response(),
-    };
-    let request = body.map(|Json(b)| b).unwrap_or_default();
-    match state
-        .workflow
-        .second_weighing(ticket_no, request.scale_id.as_deref())
-        .await
-    {
-        Ok(ticket) => Json(ticket).into_response(),
-        Err(error) => error.into_response(),
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListParams {
-    #[serde(default)]
-    open: bool,
-    limit: Option<u32>,
-}
-
-async fn list_tickets(
-    State(state): State<AppState>,
-    params: Result<axum::extract::Query<ListParams>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let params = match params {
-        Ok(axum::extract::Query(p)) => p,
-        Err(rejection) => return problem(StatusCode::BAD_REQUEST, &rejection.body_text()),
-    };
-    let limit = params.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            &format!("limit must be 1..=1000, got {limit}"),
-        );
-    }
-    match state.workflow.tickets(params.open, limit).await {
-        Ok(tickets) => Json(tickets).into_response(),
-        Err(error) => error.into_response(),
-    }
-}
-
-/// A ticket number from the path, or the 400 answer naming what was sent.
-fn parse_ticket_no(text: &str) -> Result<u64, Problem> {
-    text.parse().map_err(|_| {
-        Problem::bad_request(format!("ticket number must be an integer, got {text:?}"))
-    })
-}
-
-async fn get_ticket(State(state): State<AppState>, Path(ticket_no): Path<String>) -> Response {
-    let ticket_no = match parse_ticket_no(&ticket_no) {
-        Ok(no) => no,
-        Err(problem) => return problem.into_response(),
-    };
-    match state.workflow.ticket(ticket_no).await {
-        Ok(Some(ticket)) => Json(ticket).into_response(),
-        Ok(None) => problem(
-            StatusCode::NOT_FOUND,
-            &format!("no ticket number {ticket_no}"),
-        ),
-        Err(error) => error.into_response(),
-    }
 }

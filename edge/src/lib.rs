@@ -3,8 +3,9 @@
 //!
 //! Layout, in reading order:
 //! - [`config`]: the TOML configuration and its checks;
-//! - [`workflow`]: the weighing state machine on top of the outbox;
-//! - [`http`]: the local API for the operator terminal and `/health`;
+//! - [`master_data`]: central's master data, cached for offline weighing;
+//! - [`workflow`]: the weighbridge steps on top of the outbox;
+//! - [`http`]: the local API, the operator terminal and `/health`;
 //! - [`telemetry`]: live values for integrators, best effort;
 //! - [`demo`]: simulated traffic for demos;
 //! - [`run`]: wiring it together.
@@ -12,15 +13,18 @@
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod master_data;
 pub mod telemetry;
 pub mod workflow;
 
 use std::sync::{Arc, Mutex};
 
-use valeo_drivers::scale::device;
+use valeo_drivers::scale::device::{self, ScaleStatus};
 use valeo_drivers::sim::mtsics::Faults;
 use valeo_drivers::sim::pty::PtyScale;
+use valeo_drivers::sim::terminals;
 use valeo_drivers::sim::truck::{TruckScale, TruckScaleParams};
+use valeo_drivers::site_io::{self, SiteIoHandle};
 use valeo_drivers::transport::TransportConfig;
 use valeo_sync::identity::DeviceKey;
 use valeo_sync::outbox::{Outbox, OutboxLimits};
@@ -66,22 +70,30 @@ pub async fn run(
     let mut scale_configs = config.scales.clone();
     if config.simulation.enabled {
         let truck_scale = TruckScale::new(TruckScaleParams::default());
-        let pty = PtyScale::spawn(truck_scale.clone(), Arc::new(Mutex::new(Faults::default())))
-            .map_err(|e| {
-                anyhow::anyhow!("cannot create the simulated scale's pseudo-terminal: {e}")
-            })?;
-        tracing::info!(path = %pty.path().display(), "simulated MT-SICS terminal on a pseudo-terminal");
-        scale_configs.push(device::ScaleConfig::new(
+        let serial = |path: std::path::PathBuf| TransportConfig::Serial {
+            path,
+            baud: 9600,
+            data_bits: 8,
+            parity: Default::default(),
+            stop_bits: 1,
+            flow_control: Default::default(),
+        };
+        // The terminal is built from the same config the agent's driver
+        // uses, so both sides agree on protocol and address.
+        let template = device::ScaleConfig::new(
             config.simulation.scale_id.clone(),
-            TransportConfig::Serial {
-                path: pty.path().to_path_buf(),
-                baud: 9600,
-                data_bits: 8,
-                parity: Default::default(),
-                stop_bits: 1,
-                flow_control: Default::default(),
-            },
-        ));
+            serial(std::path::PathBuf::new()),
+        )
+        .with_protocol(config.simulation.protocol);
+        let pty = PtyScale::spawn_terminal(
+            terminals::factory(&template, truck_scale.clone()),
+            Arc::new(Mutex::new(Faults::default())),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot create the simulated scale's pseudo-terminal: {e}"))?;
+        tracing::info!(path = %pty.path().display(), protocol = ?config.simulation.protocol, "simulated terminal on a pseudo-terminal");
+        let mut scale_config = template;
+        scale_config.transport = serial(pty.path().to_path_buf());
+        scale_configs.push(scale_config);
         simulated = Some((pty, truck_scale));
     }
     let scales: Vec<_> = scale_configs.into_iter().map(device::spawn).collect();
@@ -102,13 +114,29 @@ pub async fn run(
             config.telemetry.interval_ms,
         ));
     }
-    let workflow = Workflow::new(
+    let master = master_data::MasterDataCache::open(outbox.clone())?;
+    tracing::info!(version = master.current().version, "master data cache open");
+    tokio::spawn(master_data::follow(
+        master.clone(),
+        uplink.config(),
+        Arc::new(SystemClock),
+    ));
+    let mut workflow = Workflow::new(
         outbox,
         scales,
-        config.weighing.min_load,
+        config.weighing.clone(),
+        master,
         Arc::new(SystemClock),
         OnRecord(Arc::new(move || notify.notify_new_records())),
     )?;
+    if !config.site_io.is_empty() {
+        let site = site_io::spawn(config.site_io.clone(), None)?;
+        if let Some(scale) = workflow.scales().first() {
+            tokio::spawn(feed_platform_weight(scale.status(), site.clone()));
+        }
+        tracing::info!("site I/O running (lights, barriers, position sensors)");
+        workflow = workflow.with_site(site);
+    }
 
     if let (true, Some((_, truck_scale))) = (config.simulation.auto_traffic, &simulated) {
         tokio::spawn(demo::run(
@@ -123,6 +151,7 @@ pub async fn run(
         workflow,
         uplink,
         device_id: config.device_id.clone(),
+        simulation: simulated.as_ref().map(|(_, truck)| truck.clone()),
     };
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -133,4 +162,30 @@ pub async fn run(
         .await?;
     drop(simulated);
     Ok(())
+}
+
+/// Tells the interlock the platform's weight whenever the scale reads a new
+/// one: it decides from it whether the platform is empty.
+async fn feed_platform_weight(
+    mut status: tokio::sync::watch::Receiver<ScaleStatus>,
+    site: SiteIoHandle,
+) {
+    let mut last = None;
+    loop {
+        let kg = status
+            .borrow_and_update()
+            .last_reading
+            .as_ref()
+            .and_then(|r| r.gross.or(r.net))
+            .map(|w| w.to_kg_f64());
+        if let Some(kg) = kg
+            && last != Some(kg)
+        {
+            site.platform_weight_kg(kg).await;
+            last = Some(kg);
+        }
+        if status.changed().await.is_err() {
+            return;
+        }
+    }
 }

@@ -6,10 +6,11 @@
 //! never acknowledged; the receiver keeps running. What a record means is
 //! the sink's business: this module knows envelopes, not weighings.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use bytes::Bytes;
 use rumqttc::{AsyncClient, QoS};
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -158,10 +159,82 @@ pub fn spawn(
     client_id: &str,
     sink: Arc<dyn BatchSink>,
 ) -> Arc<ReceiverCounters> {
+    spawn_with_config(broker, client_id, sink).0
+}
+
+/// Config documents waiting to be handed to the receiver task.
+const CONFIG_QUEUE_CAPACITY: usize = 1024;
+
+/// Sends a device its configuration (retained, on its config topic) through
+/// the receiver's connection. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ConfigPublisher {
+    tx: mpsc::Sender<(String, Bytes)>,
+}
+
+impl ConfigPublisher {
+    /// Queues `payload` as `device_id`'s config. The newest document per
+    /// device wins; it is published again after every reconnect, so a
+    /// broker that lost its retained messages gets it back.
+    pub async fn publish(&self, device_id: &str, payload: Bytes) -> Result<(), ReceiverGone> {
+        self.tx
+            .send((device_id.to_owned(), payload))
+            .await
+            .map_err(|_| ReceiverGone)
+    }
+}
+
+/// The receiver task has stopped.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the MQTT receiver has stopped")]
+pub struct ReceiverGone;
+
+/// [`spawn`], plus a handle to publish device configs on the same
+/// connection (one task owns the MQTT event loop).
+pub fn spawn_with_config(
+    broker: &BrokerConfig,
+    client_id: &str,
+    sink: Arc<dyn BatchSink>,
+) -> (Arc<ReceiverCounters>, ConfigPublisher) {
     let (client, events) = mqtt::connect(broker, client_id, None);
     let counters = Arc::new(ReceiverCounters::default());
-    tokio::spawn(run(client, events, sink, Arc::clone(&counters)));
-    counters
+    let (tx, configs) = mpsc::channel(CONFIG_QUEUE_CAPACITY);
+    tokio::spawn(run(client, events, sink, Arc::clone(&counters), configs));
+    (counters, ConfigPublisher { tx })
+}
+
+/// The newest config per device and which of them the broker has not got.
+#[derive(Debug, Default)]
+struct Configs {
+    latest: HashMap<String, Bytes>,
+    unsent: HashSet<String>,
+}
+
+impl Configs {
+    /// Queues unsent configs without waiting; what does not fit stays.
+    fn flush(&mut self, client: &AsyncClient, connected: bool) {
+        if !connected {
+            return;
+        }
+        let devices: Vec<String> = self.unsent.iter().cloned().collect();
+        for device_id in devices {
+            let Some(payload) = self.latest.get(&device_id) else {
+                self.unsent.remove(&device_id);
+                continue;
+            };
+            match client.try_publish(
+                topic::config(&device_id),
+                QoS::AtLeastOnce,
+                true,
+                payload.clone(),
+            ) {
+                Ok(()) => {
+                    self.unsent.remove(&device_id);
+                }
+                Err(_) => return,
+            }
+        }
+    }
 }
 
 /// How often acks that could not be queued are tried again.
@@ -172,7 +245,10 @@ async fn run(
     mut events: mpsc::Receiver<LinkEvent>,
     sink: Arc<dyn BatchSink>,
     counters: Arc<ReceiverCounters>,
+    mut config_rx: mpsc::Receiver<(String, Bytes)>,
 ) {
+    let mut configs = Configs::default();
+    let mut connected = false;
     // Acks waiting for room in the MQTT client's queue, newest per device:
     // acks are cumulative, so a newer one replaces an older one, and this
     // map never holds more than one entry per device. Never awaiting the
@@ -189,17 +265,29 @@ async fn run(
             },
             _ = retry.tick() => {
                 flush_acks(&client, &mut pending_acks);
+                configs.flush(&client, connected);
+                continue;
+            }
+            Some((device_id, payload)) = config_rx.recv() => {
+                configs.unsent.insert(device_id.clone());
+                configs.latest.insert(device_id, payload);
+                configs.flush(&client, connected);
                 continue;
             }
         };
         match event {
             LinkEvent::Connected { .. } => {
                 counters.connected.store(true, Ordering::Relaxed);
+                connected = true;
+                configs.unsent = configs.latest.keys().cloned().collect();
                 if let Err(error) = client.try_subscribe(topic::ALL_RECORDS, QoS::AtLeastOnce) {
                     tracing::error!(%error, "cannot subscribe to records");
                 }
             }
-            LinkEvent::Disconnected { .. } => counters.connected.store(false, Ordering::Relaxed),
+            LinkEvent::Disconnected { .. } => {
+                counters.connected.store(false, Ordering::Relaxed);
+                connected = false;
+            }
             LinkEvent::Subscribed => {}
             LinkEvent::Message {
                 topic: name,
@@ -213,6 +301,7 @@ async fn run(
             }
         }
         flush_acks(&client, &mut pending_acks);
+        configs.flush(&client, connected);
     }
 }
 

@@ -13,8 +13,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use chrono::Utc;
-use rumqttc::{AsyncClient, QoS};
+use rumqttc::{AsyncClient, QoS, SubscribeFilter};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
@@ -100,6 +101,7 @@ pub struct UplinkStatus {
 pub struct UplinkHandle {
     new_records: Arc<Notify>,
     status: watch::Receiver<UplinkStatus>,
+    config: watch::Receiver<Option<Bytes>>,
 }
 
 impl UplinkHandle {
@@ -111,6 +113,12 @@ impl UplinkHandle {
 
     pub fn status(&self) -> UplinkStatus {
         self.status.borrow().clone()
+    }
+
+    /// The latest payload central published on the device's config topic
+    /// (retained), as received; `None` until one arrives.
+    pub fn config(&self) -> watch::Receiver<Option<Bytes>> {
+        self.config.clone()
     }
 }
 
@@ -144,7 +152,9 @@ pub fn spawn(
     let (client, events) = mqtt::connect(broker, &format!("edge-{device_id}"), Some(will));
     let new_records = Arc::new(Notify::new());
     let (status_tx, status) = watch::channel(UplinkStatus::default());
+    let (config_tx, config_rx) = watch::channel(None);
     let uplink = Uplink {
+        config_tx,
         config,
         outbox,
         key,
@@ -159,10 +169,12 @@ pub fn spawn(
     UplinkHandle {
         new_records,
         status,
+        config: config_rx,
     }
 }
 
 struct Uplink {
+    config_tx: watch::Sender<Option<Bytes>>,
     config: UplinkConfig,
     outbox: Outbox,
     key: DeviceKey,
@@ -200,12 +212,15 @@ impl Uplink {
         let device_id = self.outbox.device_id().to_owned();
         match event {
             LinkEvent::Connected { session_present } => {
-                tracing::info!(session_present, "uplink connected; subscribing to acks");
-                if let Err(error) = self
-                    .client
-                    .try_subscribe(topic::ack(&device_id), QoS::AtLeastOnce)
-                {
-                    tracing::warn!(%error, "could not queue the ack subscription");
+                tracing::info!(
+                    session_present,
+                    "uplink connected; subscribing to acks and config"
+                );
+                // One SUBSCRIBE for both, so one SUBACK says both are in place.
+                let filters = [topic::ack(&device_id), topic::config(&device_id)]
+                    .map(|path| SubscribeFilter::new(path, QoS::AtLeastOnce));
+                if let Err(error) = self.client.try_subscribe_many(filters) {
+                    tracing::warn!(%error, "could not queue the subscriptions");
                 }
             }
             LinkEvent::Subscribed => {
@@ -232,6 +247,11 @@ impl Uplink {
                 topic: name,
                 payload,
             } => {
+                if name == topic::config(&device_id) {
+                    tracing::info!(bytes = payload.len(), "config received from central");
+                    self.config_tx.send_replace(Some(payload));
+                    return;
+                }
                 if name != topic::ack(&device_id) {
                     return;
                 }

@@ -48,6 +48,13 @@ pub mod topic {
         format!("valeo/v1/{device_id}/telemetry")
     }
 
+    /// Central → edge: the device's configuration (master data), retained
+    /// (QoS 1) so a box that connects gets the latest at once. The sync
+    /// layer carries it as opaque bytes; `valeo-records` says what it means.
+    pub fn config(device_id: &str) -> String {
+        format!("valeo/v1/{device_id}/config")
+    }
+
     /// The filter central subscribes to for records of every device.
     pub const ALL_RECORDS: &str = "valeo/v1/+/records";
 

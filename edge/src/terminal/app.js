@@ -1,0 +1,651 @@
+// Operator terminal: live weight, first/second weighing, tickets on site.
+// Plain ES module, no build step: the agent serves these files as they are.
+import {
+  t, setLang, applyStatic, onLangChange, el,
+  formatWeight, formatTime, formatDate, formatAge, parseNumber,
+} from '/terminal/i18n.js';
+
+const $ = (id) => document.getElementById(id);
+const OPERATOR_KEY = 'valeo.terminal.operator';
+const SCALE_KEY = 'valeo.terminal.scale';
+
+const state = {
+  scales: [],
+  scaleId: null,
+  reading: null, // last SSE reading
+  streamUp: false, // EventSource open and delivering
+  md: null, // master data
+  direction: 'intake',
+  mode: 'scale', // scale | stored-tare | manual
+  open: [],
+  recent: [],
+  site: null,
+  dialogTicket: null,
+};
+
+// ---------------------------------------------------------------- API
+
+// An error the operator caused (empty field…): shown like an agent error,
+// but it can point at the field to fix.
+class InputError extends Error {
+  constructor(message, field) { super(message); this.field = field; }
+}
+
+async function api(method, path, body) {
+  let res;
+  try {
+    res = await fetch(path, {
+      method,
+      headers: body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      // A weighing may wait a moment for the scale; reads should be quick.
+      signal: AbortSignal.timeout(method === 'GET' ? 10000 : 30000),
+    });
+  } catch {
+    throw new Error(t('agentUnreachable'));
+  }
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+  if (!res.ok) {
+    // problem+json: `detail` is written for the operator, show it verbatim.
+    const err = new Error((data && (data.detail || data.title)) || `${res.status} ${res.statusText}`);
+    err.status = res.status;
+    throw err;
+  }
+  return data;
+}
+
+// ------------------------------------------------------------ banners
+
+let successTimer = null;
+
+function showError(message) {
+  $('error-text').textContent = message;
+  $('error').hidden = false;
+  $('success').hidden = true;
+}
+function hideError() { $('error').hidden = true; }
+
+function showSuccess(message) {
+  $('success-text').textContent = message;
+  $('success').hidden = false;
+  clearTimeout(successTimer);
+  // Errors stay until dismissed; success fades so the next one is noticed.
+  successTimer = setTimeout(() => { $('success').hidden = true; }, 15000);
+}
+
+function operatorName() { return $('operator').value.trim(); }
+
+// Every action that writes goes through here: one place for "who is the
+// operator", the busy button (gloved double taps must not weigh twice),
+// error display and refreshing the lists afterwards.
+async function act(button, fn, { needsOperator = true, refresh = true } = {}) {
+  if (button && button.disabled) return;
+  hideError();
+  if (needsOperator && !operatorName()) {
+    showError(t('needOperator'));
+    $('operator').focus();
+    return;
+  }
+  if (button) button.disabled = true;
+  try {
+    const message = await fn();
+    if (message) showSuccess(message);
+  } catch (e) {
+    showError(e.message);
+    if (e.field) e.field.focus();
+  } finally {
+    if (button) button.disabled = false;
+    if (refresh) loadTickets();
+  }
+}
+
+// ------------------------------------------------------ live weight
+
+let es = null;
+let retryTimer = null;
+
+function connectLive() {
+  if (es) es.close();
+  clearTimeout(retryTimer);
+  state.streamUp = false;
+  renderLive();
+  if (!state.scaleId) return;
+  es = new EventSource(`/api/v1/scales/${encodeURIComponent(state.scaleId)}/live`);
+  es.addEventListener('reading', (ev) => {
+    try { state.reading = JSON.parse(ev.data); } catch { return; }
+    state.streamUp = true;
+    renderLive();
+  });
+  es.addEventListener('error', () => {
+    state.streamUp = false;
+    renderLive();
+    // EventSource retries by itself, except after a non-stream answer
+    // (agent restarting, 404): then it is CLOSED and we retry ourselves.
+    if (es.readyState === EventSource.CLOSED) retryTimer = setTimeout(connectLive, 3000);
+  });
+}
+
+function renderLive() {
+  const r = state.reading;
+  const up = state.streamUp && r && r.connected;
+  const w = $('live-weight');
+  w.textContent = up ? (r.weight ? formatWeight(r.weight) : r.display || '----') : '----';
+  w.dataset.stale = String(!up);
+
+  const stable = !!(up && r.stable && !r.overload && !r.underload);
+  const s = $('live-stable');
+  s.dataset.stable = String(stable);
+  s.dataset.connected = String(!!up);
+  s.textContent = !up ? t('noConnection') : stable ? t('stable') : t('motion');
+
+  const flags = $('live-flags');
+  const flag = up && (r.overload ? t('overload') : r.underload ? t('underload') : '');
+  flags.hidden = !flag;
+  flags.textContent = flag || '';
+
+  const c = $('live-conn');
+  c.dataset.connected = String(!!up);
+  c.textContent = up ? t('connected') : t('noConnection');
+}
+
+async function loadScales() {
+  try {
+    state.scales = await api('GET', '/api/v1/scales');
+  } catch {
+    // Agent still starting or line down: try again, the header says so.
+    setTimeout(loadScales, 5000);
+    renderLive();
+    return;
+  }
+  const ids = state.scales.map((s) => s.id);
+  let stored = null;
+  try { stored = localStorage.getItem(SCALE_KEY); } catch { /* ignore */ }
+  state.scaleId = ids.includes(stored) ? stored : ids[0] || null;
+  const sel = $('scale-select');
+  sel.replaceChildren(...ids.map((id) => el('option', { value: id }, id)));
+  sel.value = state.scaleId || '';
+  // A choice only makes sense with two or more bridges.
+  sel.hidden = ids.length < 2;
+  $('scale-name').hidden = ids.length >= 2;
+  $('scale-name').textContent = state.scaleId || t('noScale');
+  connectLive();
+}
+
+// ------------------------------------------------------ master data
+
+async function loadMasterData() {
+  try {
+    const md = await api('GET', '/api/v1/master-data');
+    const changed = !state.md || state.md.version !== md.version;
+    state.md = md;
+    if (changed) renderMasterData();
+  } catch { /* keep what we have; the footer shows its age */ }
+  renderFooter();
+}
+
+function fillSelect(sel, items, value, label) {
+  const keep = sel.value;
+  sel.replaceChildren(
+    el('option', { value: '' }, t('none')),
+    ...items.map((i) => el('option', { value: value(i) }, label(i))),
+  );
+  // Keep the operator's choice across refreshes if it still exists.
+  if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
+}
+
+const named = (i) => (i.name && i.name !== i.id ? `${i.name} (${i.id})` : i.id);
+
+function renderMasterData() {
+  const md = state.md || {};
+  fillSelect($('partner'), md.partners || [], (i) => i.id, named);
+  fillSelect($('article'), md.articles || [], (i) => i.id, named);
+  fillSelect($('location'), md.locations || [], (i) => i.id, named);
+  renderLots();
+  renderContracts();
+  $('plates').replaceChildren(...(md.vehicles || []).map((v) => el('option', { value: v.plate })));
+  renderMode();
+}
+
+// Lots belong to an article: offer only the chosen article's lots.
+function renderLots() {
+  const article = $('article').value;
+  const lots = (state.md?.lots || []).filter((l) => !article || l.article_id === article);
+  fillSelect($('lot'), lots, (i) => i.id, named);
+}
+
+// Contracts bind partner and article; narrow them by what is chosen.
+function renderContracts() {
+  const p = $('partner').value;
+  const a = $('article').value;
+  const list = (state.md?.contracts || []).filter((c) => (!p || c.partner_id === p) && (!a || c.article_id === a));
+  fillSelect($('contract'), list, (c) => c.id, (c) => c.id);
+}
+
+function renderFooter() {
+  const md = state.md;
+  $('md-info').textContent = !md || !md.version
+    ? t('noMasterData')
+    : `${t('masterData', { v: md.version })}${md.received_at ? ` · ${t('masterDataAge', { age: formatAge(md.received_at) })}` : ''}`;
+}
+
+// ------------------------------------------------- first weighing form
+
+// Plates are compared without spaces and dashes: "OS-ST 9" = "OSST9".
+const plateKey = (p) => p.toUpperCase().replace(/[\s-]/g, '');
+
+function storedTareFor(plate) {
+  const key = plateKey(plate);
+  if (!key) return null;
+  const v = (state.md?.vehicles || []).find((x) => plateKey(x.plate) === key);
+  return v?.stored_tare || null;
+}
+
+function setDirection(d) {
+  state.direction = d;
+  for (const b of document.querySelectorAll('[data-direction]')) b.setAttribute('aria-pressed', String(b.dataset.direction === d));
+}
+
+function setMode(m) {
+  state.mode = m;
+  renderMode();
+}
+
+function renderMode() {
+  const tare = storedTareFor($('plate').value);
+  // Stored tare is only possible for a vehicle that has one.
+  if (state.mode === 'stored-tare' && !tare) state.mode = 'scale';
+  $('mode-stored-tare').disabled = !tare;
+  for (const b of document.querySelectorAll('[data-mode]')) b.setAttribute('aria-pressed', String(b.dataset.mode === state.mode));
+  const info = $('stored-tare-info');
+  info.hidden = !tare;
+  if (tare) info.textContent = t('storedTareInfo', { w: formatWeight(tare.weight), d: formatDate(tare.weighed_at) });
+  $('manual-fields').hidden = state.mode !== 'manual';
+  const btn = $('first-weighing');
+  btn.dataset.i18n = state.mode === 'stored-tare' ? 'weighStoredTare' : 'firstWeighing';
+  btn.textContent = t(btn.dataset.i18n);
+}
+
+function readManual(weightInput, reasonInput) {
+  const kg = parseNumber(weightInput.value);
+  if (kg === null || !Number.isFinite(kg) || kg <= 0) throw new InputError(t('needWeight'), weightInput);
+  const reason = reasonInput.value.trim();
+  if (!reason) throw new InputError(t('needReason'), reasonInput);
+  return { manual_weight_kg: kg, manual_reason: reason };
+}
+
+function submitFirst(ev) {
+  ev.preventDefault();
+  act($('first-weighing'), async () => {
+    const plate = $('plate').value.trim().toUpperCase().replace(/\s+/g, ' ');
+    if (!plate) throw new InputError(t('needPlate'), $('plate'));
+    const body = { plate, direction: state.direction, operator: operatorName(), weighing: state.mode };
+    for (const k of ['partner', 'article', 'contract', 'lot', 'location']) {
+      if ($(k).value) body[`${k}_id`] = $(k).value;
+    }
+    if (state.scaleId) body.scale_id = state.scaleId;
+    if (state.mode === 'manual') Object.assign(body, readManual($('manual-weight'), $('manual-reason')));
+    const tk = await api('POST', '/api/v1/tickets', body);
+    resetForm();
+    return tk.state === 'complete'
+      ? t('okComplete', { n: tk.ticket_no, w: formatWeight(tk.net) })
+      : t('okFirst', { n: tk.ticket_no, w: formatWeight(tk.first?.weight) });
+  });
+}
+
+function resetForm() {
+  $('first-form').reset();
+  setDirection('intake');
+  renderLots();
+  renderContracts();
+  // No focus() here: on a touch screen it would pop up the keyboard.
+  setMode('scale');
+}
+
+// ------------------------------------------------------ ticket lists
+
+// When did anything last happen to a ticket (for "recent" ordering)? A
+// stored-tare step carries the date the tare was once weighed: skip it.
+function lastEvent(tk) {
+  const times = [tk.cancellation?.at, tk.first?.weighed_at, tk.second?.source === 'stored-tare' ? null : tk.second?.weighed_at]
+    .map((x) => Date.parse(x || ''))
+    .filter((x) => !Number.isNaN(x));
+  return times.length ? Math.max(...times) : 0;
+}
+
+let loadingTickets = false;
+let reloadTickets = false;
+async function loadTickets() {
+  // A refresh asked for while one is running (an action finished during a
+  // poll) runs right after it, so the lists never miss that action.
+  if (loadingTickets) { reloadTickets = true; return; }
+  loadingTickets = true;
+  try {
+    const [open, complete, cancelled] = await Promise.all([
+      api('GET', '/api/v1/tickets?state=open&limit=100'),
+      api('GET', '/api/v1/tickets?state=complete&limit=20'),
+      api('GET', '/api/v1/tickets?state=cancelled&limit=20'),
+    ]);
+    state.open = open;
+    state.recent = [...complete, ...cancelled]
+      .sort((a, b) => lastEvent(b) - lastEvent(a) || b.ticket_no - a.ticket_no)
+      .slice(0, 20);
+    renderTickets();
+  } catch { /* lists keep their last state; the next poll retries */ }
+  finally {
+    loadingTickets = false;
+    if (reloadTickets) { reloadTickets = false; loadTickets(); }
+  }
+}
+
+const dirLabel = (d) => t(d === 'outgoing' ? 'outgoing' : 'intake');
+
+function btn(cls, key, extra = '') {
+  return el('button', { type: 'button', class: `${cls} ${extra}`.trim() }, t(key));
+}
+
+function renderTickets() {
+  $('open-tickets').replaceChildren(...state.open.map((tk) => el('li', { class: 'card', dataset: { ticket: tk.ticket_no } },
+    el('div', { class: 'card-info' },
+      el('span', { class: 'card-no num' }, `${t('colNo')} ${tk.ticket_no}`),
+      el('strong', { class: 'plate' }, tk.plate),
+      el('span', {}, dirLabel(tk.direction)),
+      el('span', { class: 'card-weight num' }, formatWeight(tk.first?.weight),
+        tk.first?.source === 'manual' ? el('span', { class: 'tag tag-warn' }, t('manualMark')) : null),
+      el('span', { class: 'sub' }, formatTime(tk.first?.weighed_at))),
+    el('div', { class: 'row-actions' },
+      btn('second-weighing', 'secondWeighing', 'go'),
+      btn('manual-second', 'manualSecond', 'secondary'),
+      btn('quality', 'quality', 'secondary'),
+      btn('cancel', 'cancel', 'danger-outline')),
+  )));
+  $('open-empty').hidden = state.open.length > 0;
+  $('open-count').textContent = state.open.length ? `(${state.open.length})` : '';
+
+  $('recent-tickets').replaceChildren(...state.recent.map((tk) => el('tr', { dataset: { ticket: tk.ticket_no, state: tk.state } },
+    el('td', { class: 'num' }, tk.ticket_no),
+    el('td', { class: 'plate' }, tk.plate),
+    el('td', {}, dirLabel(tk.direction)),
+    el('td', { class: 'num' }, tk.net ? formatWeight(tk.net) : '—'),
+    el('td', {}, el('span', { class: `tag tag-${tk.state}` }, t(`state_${tk.state}`))),
+    el('td', {}, lastEvent(tk) ? formatTime(new Date(lastEvent(tk)).toISOString()) : '—'),
+    el('td', {}, el('div', { class: 'row-actions' },
+      btn('print', 'print', 'secondary'),
+      btn('reprint', 'reprint', 'secondary'),
+      // A cancelled ticket cannot be cancelled again.
+      tk.state === 'complete' ? btn('cancel', 'cancel', 'danger-outline') : null)),
+  )));
+  $('recent-empty').hidden = state.recent.length > 0;
+}
+
+// One listener per table: rows are rebuilt on every refresh.
+function onRowClick(ev) {
+  const b = ev.target.closest('button');
+  const row = b && b.closest('[data-ticket]');
+  if (!row) return;
+  const n = Number(row.dataset.ticket);
+  if (b.classList.contains('second-weighing')) secondWeighing(b, n);
+  else if (b.classList.contains('manual-second')) openDialog('manual-dialog', n, 'manualSecondTitle');
+  else if (b.classList.contains('quality')) openDialog('quality-dialog', n, 'qualityTitle');
+  else if (b.classList.contains('cancel')) openDialog('cancel-dialog', n, 'cancelTitle');
+  else if (b.classList.contains('print')) openTicket(n);
+  else if (b.classList.contains('reprint')) reprint(b, n);
+}
+
+function secondWeighing(button, n) {
+  act(button, async () => {
+    const body = { operator: operatorName(), weighing: 'scale' };
+    if (state.scaleId) body.scale_id = state.scaleId;
+    const tk = await api('POST', `/api/v1/tickets/${n}/second-weighing`, body);
+    return t('okComplete', { n: tk.ticket_no, w: formatWeight(tk.net) });
+  });
+}
+
+// The ticket opens in its own tab so the terminal (and its live stream)
+// stays as it is; the ticket's Back button closes that tab again.
+function openTicket(n, copy = false, win = null) {
+  const url = `/tickets/${n}${copy ? '?copy=1' : ''}`;
+  if (win) win.location.href = url;
+  else window.open(url, '_blank');
+}
+
+function reprint(button, n) {
+  if (button.disabled) return;
+  // Open the tab now, while the tap still counts as a user gesture; after
+  // the POST returns the popup blocker would refuse it.
+  const win = operatorName() ? window.open('about:blank', '_blank') : null;
+  act(button, async () => {
+    try {
+      const tk = await api('POST', `/api/v1/tickets/${n}/reprint`, { operator: operatorName() });
+      openTicket(n, true, win);
+      return t('okReprint', { n: tk.ticket_no });
+    } catch (e) {
+      if (win) win.close();
+      throw e;
+    }
+  });
+}
+
+// ---------------------------------------------------------- dialogs
+
+function openDialog(id, n, titleKey) {
+  hideError();
+  if (!operatorName()) {
+    showError(t('needOperator'));
+    $('operator').focus();
+    return;
+  }
+  const d = $(id);
+  state.dialogTicket = n;
+  d.querySelector('form').reset();
+  d.querySelector('.dlg-error').hidden = true;
+  d.querySelector('h2').textContent = t(titleKey, { n });
+  d.showModal();
+  d.querySelector('input').focus();
+}
+
+// Confirm handlers: input mistakes are shown inside the dialog (the input
+// stays); an agent refusal closes it and goes to the error banner, which
+// a modal dialog would otherwise cover.
+function dialogSubmit(id, handler) {
+  const d = $(id);
+  const form = d.querySelector('form');
+  const confirm = form.querySelector('[type=submit]');
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const n = state.dialogTicket;
+    const errBox = d.querySelector('.dlg-error');
+    let run;
+    try {
+      run = handler(n);
+    } catch (e) {
+      errBox.textContent = e.message;
+      errBox.hidden = false;
+      if (e.field) e.field.focus();
+      return;
+    }
+    act(confirm, async () => {
+      d.close();
+      return run();
+    });
+  });
+  d.querySelector('.dlg-close').addEventListener('click', () => d.close());
+}
+
+function qualityValue(id) {
+  const v = parseNumber($(id).value);
+  if (Number.isNaN(v) || (v !== null && v < 0)) throw new InputError(t('badNumber', { v: $(id).value }), $(id));
+  return v;
+}
+
+function setupDialogs() {
+  dialogSubmit('cancel-dialog', (n) => {
+    const reason = $('cancel-reason').value.trim();
+    if (!reason) throw new InputError(t('needReason'), $('cancel-reason'));
+    return async () => {
+      const tk = await api('POST', `/api/v1/tickets/${n}/cancel`, { operator: operatorName(), reason });
+      return t('okCancel', { n: tk.ticket_no });
+    };
+  });
+  dialogSubmit('quality-dialog', (n) => {
+    const body = { operator: operatorName(), source: 'manual' };
+    const values = {
+      moisture_percent: qualityValue('q-moisture'),
+      hectolitre_kg: qualityValue('q-hectolitre'),
+      protein_percent: qualityValue('q-protein'),
+    };
+    for (const [k, v] of Object.entries(values)) if (v !== null) body[k] = v;
+    if (Object.keys(body).length === 2) throw new InputError(t('needQuality'), $('q-moisture'));
+    return async () => {
+      const tk = await api('POST', `/api/v1/tickets/${n}/quality`, body);
+      return t('okQuality', { n: tk.ticket_no });
+    };
+  });
+  dialogSubmit('manual-dialog', (n) => {
+    const body = { operator: operatorName(), weighing: 'manual', ...readManual($('m2-weight'), $('m2-reason')) };
+    if (state.scaleId) body.scale_id = state.scaleId;
+    return async () => {
+      const tk = await api('POST', `/api/v1/tickets/${n}/second-weighing`, body);
+      return t('okComplete', { n: tk.ticket_no, w: formatWeight(tk.net) });
+    };
+  });
+}
+
+// -------------------------------------------------------------- site
+
+async function pollSite() {
+  let next = 1000;
+  try {
+    state.site = await api('GET', '/api/v1/site');
+  } catch (e) {
+    state.site = null;
+    // No site controller on this agent: hide the lamps, look again rarely.
+    if (e.status === 404) { $('site').hidden = true; next = 30000; }
+  }
+  if (next === 1000) renderSite();
+  // setTimeout, not setInterval: on a slow line requests must not pile up.
+  setTimeout(pollSite, next);
+}
+
+function renderSite() {
+  const s = state.site;
+  $('site').hidden = false;
+  for (const side of ['entry', 'exit']) {
+    const colour = s ? s[`${side}_light`] : 'unknown';
+    const lamp = $(`${side}-light`);
+    lamp.dataset.colour = colour || 'unknown';
+    lamp.setAttribute('aria-label', `${t(side)} ${t('light')}: ${t(colour || 'unknown')}`);
+    const barrier = s?.[`${side}_barrier`];
+    $(`${side}-barrier`).textContent = barrier ? t(barrier === 'open' ? 'barrierOpen' : 'barrierClosed') : '';
+  }
+  $('site-state').textContent = s ? t(`site_${s.state}`) : t('noConnection');
+  $('site-positioned').textContent = s ? t(s.positioned ? 'positioned' : 'notPositioned') : '';
+  $('site-error').hidden = !s?.last_error;
+  $('site-error').textContent = s?.last_error || '';
+}
+
+// -------------------------------------------------------- simulation
+
+async function setupSimulation() {
+  let sim;
+  try { sim = await api('GET', '/api/v1/simulation'); } catch { return; } // 404: a real scale
+  if (!sim || !sim.enabled) return;
+  $('sim').hidden = false;
+  $('sim-weight').value = sim.weight_kg || 40000;
+  $('sim-drive-on').addEventListener('click', (ev) => act(ev.currentTarget, async () => {
+    const kg = parseNumber($('sim-weight').value);
+    if (kg === null || !Number.isFinite(kg) || kg < 0) throw new InputError(t('needWeight'), $('sim-weight'));
+    await api('POST', '/api/v1/simulation/truck', { weight_kg: kg });
+  }, { needsOperator: false, refresh: false }));
+  $('sim-drive-off').addEventListener('click', (ev) => act(ev.currentTarget,
+    () => api('DELETE', '/api/v1/simulation/truck').then(() => null),
+    { needsOperator: false, refresh: false }));
+}
+
+// -------------------------------------------------------------- start
+
+function setup() {
+  applyStatic(document);
+  document.title = t('appTitle');
+
+  const op = $('operator');
+  try { op.value = localStorage.getItem(OPERATOR_KEY) || ''; } catch { /* ignore */ }
+  op.addEventListener('input', () => {
+    try { localStorage.setItem(OPERATOR_KEY, op.value.trim()); } catch { /* ignore */ }
+  });
+
+  $('lang-de').addEventListener('click', () => setLang('de'));
+  $('lang-en').addEventListener('click', () => setLang('en'));
+  onLangChange(() => {
+    document.title = t('appTitle');
+    renderLive();
+    renderMasterData();
+    renderTickets();
+    renderFooter();
+    if (state.site) renderSite();
+  });
+
+  $('error-dismiss').addEventListener('click', hideError);
+  $('success-dismiss').addEventListener('click', () => { $('success').hidden = true; });
+
+  $('scale-select').addEventListener('change', (ev) => {
+    state.scaleId = ev.target.value;
+    try { localStorage.setItem(SCALE_KEY, state.scaleId); } catch { /* ignore */ }
+    connectLive();
+  });
+
+  const plate = $('plate');
+  plate.addEventListener('input', () => {
+    // Upper-case as typed, keeping the caret where the operator is.
+    const pos = plate.selectionStart;
+    plate.value = plate.value.toUpperCase();
+    plate.setSelectionRange(pos, pos);
+    renderMode();
+  });
+  // Enter in the plate field (or picking a datalist entry) must not
+  // trigger a weighing before direction and partner are chosen.
+  plate.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') ev.preventDefault(); });
+
+  for (const b of document.querySelectorAll('[data-direction]')) b.addEventListener('click', () => setDirection(b.dataset.direction));
+  for (const b of document.querySelectorAll('[data-mode]')) b.addEventListener('click', () => setMode(b.dataset.mode));
+
+  $('article').addEventListener('change', () => { renderLots(); renderContracts(); });
+  $('partner').addEventListener('change', renderContracts);
+  // Picking a lot or contract implies its article/partner: fill them in.
+  $('lot').addEventListener('change', () => {
+    const lot = state.md?.lots.find((l) => l.id === $('lot').value);
+    if (lot && !$('article').value) { $('article').value = lot.article_id; renderLots(); $('lot').value = lot.id; renderContracts(); }
+  });
+  $('contract').addEventListener('change', () => {
+    const c = state.md?.contracts.find((x) => x.id === $('contract').value);
+    if (!c) return;
+    $('partner').value = c.partner_id;
+    $('article').value = c.article_id;
+    renderLots();
+    renderContracts();
+    $('contract').value = c.id;
+  });
+
+  $('first-form').addEventListener('submit', submitFirst);
+  $('open-tickets').addEventListener('click', onRowClick);
+  $('recent-tickets').addEventListener('click', onRowClick);
+  setupDialogs();
+
+  renderLive();
+  renderMasterData();
+  renderTickets();
+  renderFooter();
+
+  loadScales();
+  loadMasterData();
+  loadTickets();
+  pollSite();
+  setupSimulation();
+  // Other terminals or the uplink may change tickets and master data.
+  setInterval(loadTickets, 10000);
+  setInterval(loadMasterData, 60000);
+  setInterval(renderFooter, 30000);
+}
+
+setup();
