@@ -223,6 +223,25 @@ impl Central {
         Ok(central)
     }
 
+    /// Replaces central's master data (published to every box) and returns
+    /// the stored document.
+    pub async fn put_master_data(
+        &self,
+        document: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let response = reqwest::Client::new()
+            .put(format!("{}/api/v1/master-data", self.http_url))
+            .json(document)
+            .send()
+            .await?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await?;
+        if !status.is_success() {
+            bail!("PUT master data: {status}: {body}");
+        }
+        Ok(body)
+    }
+
     /// Waits until `/health` says ok (database up, receiver connected).
     pub async fn wait_healthy(&self) -> anyhow::Result<()> {
         let http = reqwest::Client::new();
@@ -264,6 +283,22 @@ impl Edge {
         mqtt_port: u16,
         scale_path: &Path,
     ) -> anyhow::Result<Edge> {
+        let scale = format!(
+            "[[scales]]\nid = \"bridge-1\"\nresponse_timeout_ms = 1500\n\
+             [scales.transport]\nkind = \"serial\"\npath = \"{}\"\n",
+            scale_path.display()
+        );
+        Self::start_with(dir, device_id, mqtt_port, &scale).await
+    }
+
+    /// Starts an agent whose scales (or simulation, site I/O) are the
+    /// given TOML tables.
+    pub async fn start_with(
+        dir: &Path,
+        device_id: &str,
+        mqtt_port: u16,
+        tables: &str,
+    ) -> anyhow::Result<Edge> {
         let http_port = free_port();
         let data_dir = Self::data_dir(dir, device_id);
         let config = format!(
@@ -273,10 +308,8 @@ impl Edge {
              [mqtt]\nport = {mqtt_port}\nkeep_alive_s = 5\nreconnect_backoff_max_ms = 1000\n\
              [uplink]\nack_timeout_ms = 3000\n\
              [weighing]\nmin_load = \"400 kg\"\n\
-             [[scales]]\nid = \"bridge-1\"\nresponse_timeout_ms = 1500\n\
-             [scales.transport]\nkind = \"serial\"\npath = \"{scale}\"\n",
+             {tables}",
             data = data_dir.display(),
-            scale = scale_path.display(),
         );
         let path = dir.join(format!("edge-{device_id}.toml"));
         std::fs::write(&path, config)?;
@@ -303,6 +336,22 @@ impl Edge {
         )
         .await?;
         Ok(edge)
+    }
+
+    /// Waits until the box has cached master data of at least `version`.
+    pub async fn wait_master_data(&self, version: u64) -> anyhow::Result<()> {
+        let http = reqwest::Client::new();
+        let url = format!("{}/api/v1/master-data", self.http_url);
+        eventually("master data at the box", Duration::from_secs(20), || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                get_json(&http, &url)
+                    .await
+                    .filter(|m| m["version"].as_u64() >= Some(version))
+            }
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Rows in the edge outbox that central has not acknowledged, read

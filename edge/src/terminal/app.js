@@ -228,6 +228,11 @@ function renderFooter() {
   $('md-info').textContent = !md || !md.version
     ? t('noMasterData')
     : `${t('masterData', { v: md.version })}${md.received_at ? ` · ${t('masterDataAge', { age: formatAge(md.received_at) })}` : ''}`;
+  // Present only when central's last document was refused: the terminal
+  // keeps weighing with the older one, but the office must hear of it.
+  const refused = md?.last_error || '';
+  $('md-error').hidden = !refused;
+  $('md-error').textContent = refused ? t('masterDataRefused', { e: refused }) : '';
 }
 
 // ------------------------------------------------- first weighing form
@@ -539,10 +544,22 @@ function renderSite() {
     const barrier = s?.[`${side}_barrier`];
     $(`${side}-barrier`).textContent = barrier ? t(barrier === 'open' ? 'barrierOpen' : 'barrierClosed') : '';
   }
+  // data-* for styling and tests; the texts follow the language.
+  $('site').dataset.state = s?.state || 'unknown';
+  $('site').dataset.loaded = String(!!s?.platform_loaded);
   $('site-state').textContent = s ? t(`site_${s.state}`) : t('noConnection');
-  $('site-positioned').textContent = s ? t(s.positioned ? 'positioned' : 'notPositioned') : '';
-  $('site-error').hidden = !s?.last_error;
-  $('site-error').textContent = s?.last_error || '';
+  const blocked = (s?.sensors || []).filter((x) => x.blocked).map((x) => x.name);
+  $('site-positioned').textContent = !s ? ''
+    : s.positioned ? t('positioned') : `${t('notPositioned')}${blocked.length ? `: ${blocked.join(', ')}` : ''}`;
+  // The agent keeps the last pin error after recovery: show it as a fault
+  // only while the outputs are held safe, else as a quiet note.
+  const pinError = s?.last_pin_error || '';
+  const err = $('site-error');
+  err.hidden = !s?.pin_fault && !pinError;
+  err.dataset.fault = String(!!s?.pin_fault);
+  err.textContent = s?.pin_fault
+    ? `${t('pinFault')}${pinError ? `: ${pinError}` : ''}`
+    : pinError ? `${t('lastPinError')}: ${pinError}` : '';
 }
 
 // -------------------------------------------------------- simulation

@@ -1,0 +1,129 @@
+//! The operator terminal end to end: the real edge agent with a simulated
+//! SysTec terminal and simulated lights, master data from the real central,
+//! driven in headless Chromium by `tests/browser/terminal.mjs` (Playwright):
+//! language switch, refusals, two-pass, storno, stored tare, manual entry,
+//! quality, print views. Afterwards the tickets the browser made are at
+//! central.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a failed step is the test failure; helpers here are test code"
+)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
+use valeo_system_tests::{Central, Edge, eventually, free_port, get_json};
+
+const SIMULATION: &str = r#"
+[simulation]
+enabled = true
+scale_id = "sim-bridge-1"
+
+[site_io]
+[site_io.entry_light]
+red = { kind = "simulated" }
+green = { kind = "simulated" }
+[site_io.exit_light]
+red = { kind = "simulated" }
+green = { kind = "simulated" }
+[site_io.entry_barrier]
+kind = "simulated"
+[site_io.exit_barrier]
+kind = "simulated"
+"#;
+
+/// The demo's master data with the stored tare weighed today, so the test
+/// does not age out of the stored-tare rule.
+fn master_data() -> serde_json::Value {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(root.join("config/master-data.demo.json")).unwrap();
+    let mut data: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for vehicle in data["vehicles"].as_array_mut().unwrap() {
+        if let Some(tare) = vehicle
+            .get_mut("stored_tare")
+            .and_then(|t| t.as_object_mut())
+        {
+            tare.insert("weighed_at".into(), json!(chrono::Utc::now().to_rfc3339()));
+        }
+    }
+    data
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_works_the_terminal_in_a_browser() {
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: the README's test command runs `npm ci` in tests/browser"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mqtt_port = free_port();
+    let key = Edge::provision(dir.path(), "ui-box").unwrap();
+    let central = Central::start(
+        dir.path(),
+        None,
+        Some((free_port(), mqtt_port)),
+        &[("ui-box", key.as_str())],
+    )
+    .await
+    .unwrap();
+    central.put_master_data(&master_data()).await.unwrap();
+    let edge = Edge::start_with(dir.path(), "ui-box", mqtt_port, SIMULATION)
+        .await
+        .unwrap();
+    edge.wait_master_data(1).await.unwrap();
+
+    let browser = tokio::task::spawn_blocking({
+        let (url, script) = (edge.http_url.clone(), browser_dir.join("terminal.mjs"));
+        move || {
+            Command::new("node")
+                .arg(script)
+                .env("EDGE_URL", url)
+                .output()
+        }
+    })
+    .await
+    .unwrap()
+    .expect("node runs (the README's test command installs Node.js and Chromium)");
+    let stdout = String::from_utf8_lossy(&browser.stdout);
+    let stderr = String::from_utf8_lossy(&browser.stderr);
+    assert!(
+        browser.status.success(),
+        "browser test failed ({}):\n{stdout}\n{stderr}\nedge log:\n{}",
+        browser.status,
+        edge.process.log()
+    );
+    eprintln!("{stdout}");
+
+    // What the operator did in the browser reached central.
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/weighings?device_id=ui-box", central.http_url);
+    let page = eventually(
+        "the browser's tickets at central",
+        Duration::from_secs(20),
+        || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                get_json(&http, &url)
+                    .await
+                    .filter(|p| p["total"].as_u64() >= Some(4))
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let items = page["items"].as_array().unwrap();
+    assert!(
+        items.iter().any(|t| t["status"] == "cancelled"),
+        "the storno made in the browser is at central: {page}"
+    );
+    assert!(
+        items
+            .iter()
+            .any(|t| t["tare_source"] == "stored" && t["legal_for_trade"] == true),
+        "the stored-tare ticket, with alibi numbers, is at central: {page}"
+    );
+}
