@@ -20,7 +20,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use valeo_drivers::scale::ScaleError;
 use valeo_drivers::sim::truck::TruckScale;
-use valeo_drivers::site_io::InterlockError;
+use valeo_drivers::site_io::{InterlockError, SimulatedPins};
 use valeo_process::problem::Problem;
 use valeo_records::TransitionError;
 use valeo_sync::uplink::UplinkHandle;
@@ -33,7 +33,15 @@ pub struct AppState {
     pub uplink: UplinkHandle,
     pub device_id: String,
     /// The simulated weighbridge, when `[simulation]` is enabled.
-    pub simulation: Option<TruckScale>,
+    pub simulation: Option<Simulation>,
+}
+
+/// What a simulating agent lets the API drive.
+#[derive(Debug, Clone)]
+pub struct Simulation {
+    pub truck: TruckScale,
+    /// The `[site_io]` pins of kind `simulated`.
+    pub pins: SimulatedPins,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -64,6 +72,10 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/api/v1/simulation/truck",
             post(simulation::drive_on).delete(simulation::drive_off),
+        )
+        .route(
+            "/api/v1/simulation/sensors/{name}",
+            axum::routing::put(simulation::set_sensor),
         )
         .merge(terminal::routes())
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such resource") })

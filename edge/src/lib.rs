@@ -129,8 +129,10 @@ pub async fn run(
         Arc::new(SystemClock),
         OnRecord(Arc::new(move || notify.notify_new_records())),
     )?;
+    // Pins of kind "simulated" land here; the simulation API drives them.
+    let simulated_pins = site_io::SimulatedPins::new();
     if !config.site_io.is_empty() {
-        let site = site_io::spawn(config.site_io.clone(), None)?;
+        let site = site_io::spawn(config.site_io.clone(), Some(simulated_pins.clone()))?;
         if let Some(scale) = workflow.scales().first() {
             tokio::spawn(feed_platform_weight(scale.status(), site.clone()));
         }
@@ -151,7 +153,10 @@ pub async fn run(
         workflow,
         uplink,
         device_id: config.device_id.clone(),
-        simulation: simulated.as_ref().map(|(_, truck)| truck.clone()),
+        simulation: simulated.as_ref().map(|(_, truck)| http::Simulation {
+            truck: truck.clone(),
+            pins: simulated_pins.clone(),
+        }),
     };
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await

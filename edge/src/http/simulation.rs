@@ -9,13 +9,12 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use valeo_drivers::sim::truck::TruckScale;
 use valeo_process::problem::Problem;
 
-use super::AppState;
 use super::tickets::body;
+use super::{AppState, Simulation};
 
-fn simulated(state: &AppState) -> Result<&TruckScale, Problem> {
+fn simulated(state: &AppState) -> Result<&Simulation, Problem> {
     state.simulation.as_ref().ok_or_else(|| {
         Problem::not_found("this agent has no simulated scale ([simulation] enabled = false)")
     })
@@ -24,9 +23,10 @@ fn simulated(state: &AppState) -> Result<&TruckScale, Problem> {
 /// `GET /api/v1/simulation`.
 pub(super) async fn status(State(state): State<AppState>) -> Response {
     match simulated(&state) {
-        Ok(scale) => Json(serde_json::json!({
+        Ok(sim) => Json(serde_json::json!({
             "enabled": true,
-            "weight_kg": scale.sample().weight_kg,
+            "weight_kg": sim.truck.sample().weight_kg,
+            "pins": sim.pins.names(),
         }))
         .into_response(),
         Err(answer) => answer.into_response(),
@@ -45,7 +45,7 @@ pub(super) async fn drive_on(
     request: Result<Json<DriveOn>, JsonRejection>,
 ) -> Response {
     let scale = match simulated(&state) {
-        Ok(scale) => scale,
+        Ok(sim) => &sim.truck,
         Err(answer) => return answer.into_response(),
     };
     let request = match body(request) {
@@ -63,10 +63,37 @@ pub(super) async fn drive_on(
 /// `DELETE /api/v1/simulation/truck`.
 pub(super) async fn drive_off(State(state): State<AppState>) -> Response {
     match simulated(&state) {
-        Ok(scale) => {
-            scale.drive_off();
+        Ok(sim) => {
+            sim.truck.drive_off();
             StatusCode::NO_CONTENT.into_response()
         }
         Err(answer) => answer.into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Sensor {
+    blocked: bool,
+}
+
+/// `PUT /api/v1/simulation/sensors/{name} {"blocked": true}`: a vehicle
+/// interrupts (or clears) a simulated position sensor.
+pub(super) async fn set_sensor(
+    State(state): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    request: Result<Json<Sensor>, JsonRejection>,
+) -> Response {
+    let sim = match simulated(&state) {
+        Ok(sim) => sim,
+        Err(answer) => return answer.into_response(),
+    };
+    let request = match body(request) {
+        Ok(r) => r,
+        Err(answer) => return answer.into_response(),
+    };
+    match sim.pins.set_sensor_blocked(&name, request.blocked) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => Problem::not_found(error.to_string()).into_response(),
     }
 }
