@@ -1,6 +1,7 @@
-//! Bad input from outside reaches central over its real interfaces: garbage
-//! and forged MQTT payloads, bad HTTP requests. Central answers or counts
-//! each with a reason and keeps serving.
+//! Bad input from outside reaches central and the edge agent over their
+//! real interfaces: garbage and forged MQTT payloads, a garbage config
+//! document, bad HTTP requests. Each is answered or counted with a reason
+//! naming what was wrong; nothing is recorded and both keep serving.
 
 #![allow(
     clippy::unwrap_used,
@@ -13,7 +14,7 @@ use rumqttc::{AsyncClient, MqttOptions, QoS};
 use serde_json::json;
 use valeo_sync::identity::DeviceKey;
 use valeo_sync::wire::{Batch, GENESIS_HASH, Record};
-use valeo_system_tests::{Central, eventually, get_json};
+use valeo_system_tests::{Central, Edge, eventually, get_json};
 
 /// Two consecutive records of `device`, starting the chain.
 fn records(device: &str, note: &str) -> Vec<Record> {
@@ -226,4 +227,262 @@ async fn bad_http_requests_get_problem_details() {
             "{path}: {body}"
         );
     }
+}
+
+const SIMULATED_BOX: &str = "[simulation]\nenabled = true\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_weighing_requests_and_bad_master_data_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = Edge::provision(dir.path(), "bad-box").unwrap();
+    let central = Central::start(dir.path(), None, None, &[("bad-box", key.as_str())])
+        .await
+        .unwrap();
+    let good = json!({"articles": [{"id": "A-WHEAT", "name": "Weizen"}]});
+    central.put_master_data(&good).await.unwrap();
+    let edge = Edge::start_with(dir.path(), "bad-box", central.mqtt_port, SIMULATED_BOX)
+        .await
+        .unwrap();
+    edge.wait_master_data(1).await.unwrap();
+    let http = reqwest::Client::new();
+
+    // The edge's local API.
+    let cases: &[(&str, &str, &str, u16, &str)] = &[
+        ("POST", "/api/v1/tickets", "not json", 400, "expected"),
+        (
+            "POST",
+            "/api/v1/tickets",
+            r#"{"plate": "X 1"}"#,
+            400,
+            "direction is required",
+        ),
+        (
+            "POST",
+            "/api/v1/tickets",
+            r#"{"plate": "X 1", "direction": "sideways"}"#,
+            400,
+            "sideways",
+        ),
+        (
+            "POST",
+            "/api/v1/tickets",
+            r#"{"plate": "X 1", "direction": "intake", "colour": "red"}"#,
+            400,
+            "colour",
+        ),
+        (
+            "POST",
+            "/api/v1/tickets",
+            r#"{"plate": 7, "direction": "intake"}"#,
+            400,
+            "plate",
+        ),
+        (
+            "POST",
+            "/api/v1/tickets",
+            r#"{"plate": "X 1", "direction": "intake", "weighing": "manual"}"#,
+            400,
+            "manual_weight_kg is required",
+        ),
+        (
+            "POST",
+            "/api/v1/tickets",
+            r#"{"plate": "X 1", "direction": "intake", "manual_weight_kg": 5}"#,
+            400,
+            "only allowed",
+        ),
+        (
+            "POST",
+            "/api/v1/tickets",
+            r#"{"plate": "X 1", "direction": "intake", "article_id": "NOPE"}"#,
+            422,
+            "unknown article \"NOPE\"",
+        ),
+        (
+            "POST",
+            "/api/v1/tickets",
+            r#"{"plate": "X 1", "direction": "intake", "weighing": "stored-tare"}"#,
+            422,
+            "has no stored tare",
+        ),
+        (
+            "POST",
+            "/api/v1/tickets",
+            r#"{"plate": "' OR 1=1; --", "direction": "intake", "operator": "x\u0000y"}"#,
+            422,
+            "operator",
+        ),
+        (
+            "POST",
+            "/api/v1/tickets/abc/second-weighing",
+            "{}",
+            400,
+            "must be an integer",
+        ),
+        (
+            "POST",
+            "/api/v1/tickets/99/second-weighing",
+            "{}",
+            404,
+            "no ticket number 99",
+        ),
+        (
+            "POST",
+            "/api/v1/tickets/99/cancel",
+            r#"{"operator": "Anna"}"#,
+            400,
+            "missing field `reason`",
+        ),
+        (
+            "POST",
+            "/api/v1/tickets/99/cancel",
+            r#"{"operator": "Anna", "reason": "typo"}"#,
+            404,
+            "no ticket number 99",
+        ),
+        (
+            "POST",
+            "/api/v1/tickets/99/reprint",
+            r#"{"operator": "Anna"}"#,
+            404,
+            "no ticket number 99",
+        ),
+        (
+            "POST",
+            "/api/v1/tickets/99/quality",
+            r#"{"operator": "Anna", "source": "manual"}"#,
+            422,
+            "at least one",
+        ),
+        (
+            "POST",
+            "/api/v1/tickets/99/quality",
+            r#"{"operator": "Anna", "source": "manual", "moisture_percent": -3}"#,
+            422,
+            "moisture_percent",
+        ),
+        (
+            "POST",
+            "/api/v1/weighings",
+            r#"{"plate": "NEW 1"}"#,
+            422,
+            "direction",
+        ),
+        ("GET", "/api/v1/tickets?limit=0", "", 400, "limit"),
+        ("GET", "/api/v1/tickets?state=lost", "", 400, "lost"),
+        (
+            "PUT",
+            "/api/v1/simulation/sensors/front",
+            r#"{"blocked": true}"#,
+            404,
+            "sensor.front",
+        ),
+        ("GET", "/api/v1/site", "", 404, "site_io"),
+    ];
+    for &(method, path, body, status, needle) in cases {
+        let response = http
+            .request(method.parse().unwrap(), format!("{}{path}", edge.http_url))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        let code = response.status().as_u16();
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let problem: serde_json::Value = response.json().await.unwrap();
+        let text = problem["detail"].as_str().unwrap_or_default().to_owned();
+        assert_eq!(
+            (code, content_type.as_str()),
+            (status, "application/problem+json"),
+            "{method} {path} {body}: {text}"
+        );
+        assert!(text.contains(needle), "{method} {path} {body}: {text}");
+    }
+    let tickets = get_json(&http, &format!("{}/api/v1/tickets", edge.http_url))
+        .await
+        .unwrap();
+    assert_eq!(tickets, json!([]), "nothing recorded");
+    assert_eq!(edge.unacknowledged_records().unwrap(), 0);
+
+    // Central's master data API.
+    let put = |body: &str, if_match: Option<&str>| {
+        let mut request = http
+            .put(format!("{}/api/v1/master-data", central.http_url))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        if let Some(tag) = if_match {
+            request = request.header("if-match", tag);
+        }
+        request.send()
+    };
+    let cases: &[(&str, Option<&str>, u16, &str)] = &[
+        (
+            r#"{"lots": [{"id": "L", "name": "x", "article_id": "NOPE"}]}"#,
+            None,
+            422,
+            "unknown article",
+        ),
+        (
+            r#"{"articles": [{"id": "A", "name": "x"}], "colour": 1}"#,
+            None,
+            422,
+            "colour",
+        ),
+        ("[1, 2]", None, 422, "JSON object"),
+        ("{", None, 400, "EOF"),
+        ("{}", Some("\"7\""), 412, "version 1"),
+        ("{}", Some("yesterday"), 400, "If-Match"),
+    ];
+    for &(body, if_match, status, needle) in cases {
+        let response = put(body, if_match).await.unwrap();
+        let code = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert_eq!(code, status, "{body} {if_match:?}: {text}");
+        assert!(text.contains(needle), "{body} {if_match:?}: {text}");
+    }
+    let stored = get_json(&http, &format!("{}/api/v1/master-data", central.http_url))
+        .await
+        .unwrap();
+    assert_eq!(stored["version"], 1, "no bad document was stored");
+
+    // Garbage published straight on the box's config topic is refused by
+    // the box with the reason; it keeps weighing with what it has.
+    let mut options = MqttOptions::new("bad-config-test", "127.0.0.1", central.mqtt_port);
+    options.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = AsyncClient::new(options, 16);
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    client
+        .publish(
+            "valeo/v1/bad-box/config",
+            QoS::AtLeastOnce,
+            false,
+            b"{\"version\": 99, \"lots\": 5}".to_vec(),
+        )
+        .await
+        .unwrap();
+    let url = format!("{}/api/v1/master-data", edge.http_url);
+    let cached = eventually(
+        "the box to refuse the garbage",
+        Duration::from_secs(15),
+        || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                get_json(&http, &url)
+                    .await
+                    .filter(|m| m.get("last_error").is_some())
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(cached["version"], 1, "{cached}");
+    assert!(
+        cached["last_error"].as_str().unwrap().contains("lots"),
+        "{cached}"
+    );
+    let health = get_json(&http, &format!("{}/health", edge.http_url)).await;
+    assert!(health.is_some(), "the box still serves");
 }

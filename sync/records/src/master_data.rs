@@ -141,8 +141,10 @@ impl MasterData {
         if bytes.len() > MAX_MASTER_DATA_BYTES {
             return Err(MasterDataError::TooLarge(bytes.len()));
         }
+        // The path names the field that is wrong, e.g. `lots[2].article_id`.
         let data: MasterData =
-            serde_json::from_slice(bytes).map_err(|e| MasterDataError::Malformed(e.to_string()))?;
+            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes))
+                .map_err(|e| MasterDataError::Malformed(format!("{}: {}", e.path(), e.inner())))?;
         data.validate()?;
         Ok(data)
     }
