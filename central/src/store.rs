@@ -1221,4 +1221,53 @@ mod tests {
         assert_eq!(none.total, 0);
         assert_eq!(store.device_heads().unwrap().len(), 2);
     }
+
+    #[test]
+    fn master_data_versions_grow_and_if_match_guards_updates() {
+        let (_dir, store) = store();
+        assert_eq!(store.master_data().unwrap(), None);
+        let doc = json!({"version": 77, "articles": [{"id": "A", "name": "Weizen"}]});
+        let first = store.put_master_data(doc.clone(), None).unwrap();
+        assert_eq!(first.version, 1, "the version is central's, not the client's");
+        let second = store.put_master_data(doc.clone(), Some(1)).unwrap();
+        assert_eq!(second.version, 2);
+        assert!(matches!(
+            store.put_master_data(doc, Some(1)),
+            Err(PutMasterDataError::VersionMismatch { current: 2 })
+        ));
+        let dangling = json!({"lots": [{"id": "L", "name": "x", "article_id": "NOPE"}]});
+        let err = store.put_master_data(dangling, None).unwrap_err();
+        assert!(err.to_string().contains("unknown article"), "{err}");
+        assert_eq!(store.master_data().unwrap().unwrap().version, 2);
+    }
+
+    #[test]
+    fn a_database_of_the_first_release_gets_its_tickets_rebuilt_from_the_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("central.db");
+        {
+            let store = Store::open(&path).unwrap();
+            store
+                .register_device("box", &key("box").public_key_hex())
+                .unwrap();
+            store
+                .commit_batch(&batch("box", ticket_records()))
+                .unwrap();
+            // What the first release's schema looked like: no ticket column.
+            let conn = store.writer();
+            conn.execute_batch("ALTER TABLE weighings DROP COLUMN ticket;")
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let page = store
+            .list_weighings(&WeighingFilter {
+                limit: 10,
+                ..WeighingFilter::default()
+            })
+            .unwrap();
+        assert_eq!(page.total, 1);
+        let ticket = &page.items[0];
+        assert_eq!((ticket.status.as_str(), ticket.net), ("complete", Some(25_020.0)));
+        assert!(ticket.legal_for_trade);
+    }
 }
