@@ -1228,7 +1228,10 @@ mod tests {
         assert_eq!(store.master_data().unwrap(), None);
         let doc = json!({"version": 77, "articles": [{"id": "A", "name": "Weizen"}]});
         let first = store.put_master_data(doc.clone(), None).unwrap();
-        assert_eq!(first.version, 1, "the version is central's, not the client's");
+        assert_eq!(
+            first.version, 1,
+            "the version is central's, not the client's"
+        );
         let second = store.put_master_data(doc.clone(), Some(1)).unwrap();
         assert_eq!(second.version, 2);
         assert!(matches!(
@@ -1250,9 +1253,7 @@ mod tests {
             store
                 .register_device("box", &key("box").public_key_hex())
                 .unwrap();
-            store
-                .commit_batch(&batch("box", ticket_records()))
-                .unwrap();
+            store.commit_batch(&batch("box", ticket_records())).unwrap();
             // What the first release's schema looked like: no ticket column.
             let conn = store.writer();
             conn.execute_batch("ALTER TABLE weighings DROP COLUMN ticket;")
@@ -1267,7 +1268,10 @@ mod tests {
             .unwrap();
         assert_eq!(page.total, 1);
         let ticket = &page.items[0];
-        assert_eq!((ticket.status.as_str(), ticket.net), ("complete", Some(25_020.0)));
+        assert_eq!(
+            (ticket.status.as_str(), ticket.net),
+            ("complete", Some(25_020.0))
+        );
         assert!(ticket.legal_for_trade);
     }
 }

@@ -11,6 +11,8 @@
 //!
 //! This crate knows nothing of MQTT, SQLite or HTTP.
 
+/// Grain analyzers (moisture, hectolitre weight, protein) read over a serial line or TCP.
+pub mod analyzer;
 pub mod scale;
 pub mod sim;
 /// Traffic lights, barriers and vehicle-position sensors at the platform, with the weighing interlock.

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+use valeo_drivers::analyzer::AnalyzerConfig;
 use valeo_drivers::scale::config::Protocol;
 use valeo_drivers::scale::device::ScaleConfig;
 use valeo_drivers::scale::reading::Weight;
@@ -43,6 +44,9 @@ pub struct EdgeConfig {
     /// Traffic lights, barriers and position sensors at the platform.
     #[serde(default)]
     pub site_io: SiteIoConfig,
+    /// Grain analyzers whose results can be attached to tickets.
+    #[serde(default)]
+    pub analyzers: Vec<AnalyzerConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -140,6 +144,9 @@ pub struct SimulationConfig {
     /// an alibi number, as legal-for-trade tickets need.
     #[serde(default = "default_sim_protocol")]
     pub protocol: Protocol,
+    /// A simulated grain analyzer on a pseudo-terminal, with this id.
+    #[serde(default = "default_sim_analyzer_id")]
+    pub analyzer_id: String,
     /// Drive trucks over the simulated scale and weigh them, as a demo.
     #[serde(default)]
     pub auto_traffic: bool,
@@ -168,6 +175,9 @@ fn default_alarm_db_percent() -> u8 {
 }
 fn default_min_load() -> Weight {
     Weight::new(400, 0, valeo_drivers::scale::reading::Unit::Kg)
+}
+fn default_sim_analyzer_id() -> String {
+    "sim-analyzer-1".to_owned()
 }
 fn default_sim_protocol() -> Protocol {
     Protocol::Systec
@@ -220,6 +230,7 @@ impl Default for SimulationConfig {
             enabled: false,
             scale_id: default_sim_scale_id(),
             protocol: default_sim_protocol(),
+            analyzer_id: default_sim_analyzer_id(),
             auto_traffic: false,
             truck_interval_ms: default_truck_interval_ms(),
         }
@@ -269,6 +280,23 @@ impl EdgeConfig {
             scale
                 .validate()
                 .map_err(|e| anyhow::anyhow!("[[scales]] {e}"))?;
+        }
+        let mut analyzer_ids = HashSet::new();
+        for analyzer in &config.analyzers {
+            analyzer
+                .validate()
+                .map_err(|e| anyhow::anyhow!("[[analyzers]] {e}"))?;
+            if !analyzer_ids.insert(analyzer.id.as_str()) {
+                anyhow::bail!("[[analyzers]] id {:?} is used twice", analyzer.id);
+            }
+        }
+        if config.simulation.enabled
+            && analyzer_ids.contains(config.simulation.analyzer_id.as_str())
+        {
+            anyhow::bail!(
+                "[simulation] analyzer_id {:?} is also a configured [[analyzers]] id",
+                config.simulation.analyzer_id
+            );
         }
         if config.simulation.enabled && ids.contains(config.simulation.scale_id.as_str()) {
             anyhow::bail!(

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
+use valeo_drivers::analyzer::AnalyzerError;
 use valeo_drivers::scale::ScaleError;
 use valeo_drivers::sim::truck::TruckScale;
 use valeo_drivers::site_io::{InterlockError, SimulatedPins};
@@ -52,6 +53,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/scales/{scale_id}/live", get(live))
         .route("/api/v1/master-data", get(tickets::master_data))
         .route("/api/v1/site", get(site))
+        .route("/api/v1/analyzers", get(analyzers))
         .route("/api/v1/tickets", get(tickets::list).post(tickets::open))
         .route("/api/v1/tickets/{ticket_no}", get(tickets::get))
         .route(
@@ -105,6 +107,12 @@ impl IntoResponse for WorkflowError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             WorkflowError::Interlock(_) => StatusCode::CONFLICT,
+            WorkflowError::UnknownAnalyzer(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            WorkflowError::Analyzer(AnalyzerError::Refused { .. }) => StatusCode::CONFLICT,
+            WorkflowError::Analyzer(
+                AnalyzerError::NoMatch { .. } | AnalyzerError::BadNumber { .. },
+            ) => StatusCode::BAD_GATEWAY,
+            WorkflowError::Analyzer(_) => StatusCode::SERVICE_UNAVAILABLE,
             WorkflowError::Scale(
                 ScaleError::NotStable
                 | ScaleError::Overload
@@ -135,6 +143,17 @@ async fn site(State(state): State<AppState>) -> Response {
         Some(site) => Json(site.status().borrow().clone()).into_response(),
         None => problem(StatusCode::NOT_FOUND, "no site I/O configured ([site_io])"),
     }
+}
+
+/// `GET /api/v1/analyzers`: the analyzers quality samples can be read from.
+async fn analyzers(State(state): State<AppState>) -> Response {
+    let ids: Vec<_> = state
+        .workflow
+        .analyzers()
+        .iter()
+        .map(|a| serde_json::json!({"id": a.id()}))
+        .collect();
+    Json(ids).into_response()
 }
 
 /// One live reading as the terminal shows it.

@@ -19,7 +19,9 @@ pub mod workflow;
 
 use std::sync::{Arc, Mutex};
 
+use valeo_drivers::analyzer::{self, AnalyzerConfig};
 use valeo_drivers::scale::device::{self, ScaleStatus};
+use valeo_drivers::sim::analyzer::SimulatedAnalyzer;
 use valeo_drivers::sim::mtsics::Faults;
 use valeo_drivers::sim::pty::PtyScale;
 use valeo_drivers::sim::terminals;
@@ -65,19 +67,19 @@ pub async fn run(
     )?;
     tracing::info!(device_id = %config.device_id, epoch = %outbox.epoch(), public_key = %key.public_key_hex(), "outbox open");
 
+    let serial = |path: std::path::PathBuf| TransportConfig::Serial {
+        path,
+        baud: 9600,
+        data_bits: 8,
+        parity: Default::default(),
+        stop_bits: 1,
+        flow_control: Default::default(),
+    };
     // The simulated terminal lives as long as this function.
     let mut simulated: Option<(PtyScale, TruckScale)> = None;
     let mut scale_configs = config.scales.clone();
     if config.simulation.enabled {
         let truck_scale = TruckScale::new(TruckScaleParams::default());
-        let serial = |path: std::path::PathBuf| TransportConfig::Serial {
-            path,
-            baud: 9600,
-            data_bits: 8,
-            parity: Default::default(),
-            stop_bits: 1,
-            flow_control: Default::default(),
-        };
         // The terminal is built from the same config the agent's driver
         // uses, so both sides agree on protocol and address.
         let template = device::ScaleConfig::new(
@@ -97,6 +99,23 @@ pub async fn run(
         simulated = Some((pty, truck_scale));
     }
     let scales: Vec<_> = scale_configs.into_iter().map(device::spawn).collect();
+    let mut analyzer_configs = config.analyzers.clone();
+    let mut simulated_analyzer = None;
+    if config.simulation.enabled {
+        // A grain analyzer on its own pseudo-terminal, beside the scale.
+        let analyzer = SimulatedAnalyzer::new([14.2, 76.5, 12.1]);
+        let pty =
+            PtyScale::spawn_terminal(analyzer.factory(), Arc::new(Mutex::new(Faults::default())))
+                .map_err(|e| {
+                anyhow::anyhow!("cannot create the simulated analyzer's pseudo-terminal: {e}")
+            })?;
+        analyzer_configs.push(AnalyzerConfig::new(
+            config.simulation.analyzer_id.clone(),
+            serial(pty.path().to_path_buf()),
+        ));
+        simulated_analyzer = Some((pty, analyzer));
+    }
+    let analyzers: Vec<_> = analyzer_configs.into_iter().map(analyzer::spawn).collect();
 
     let uplink = valeo_sync::uplink::spawn(
         &config.mqtt,
@@ -129,6 +148,7 @@ pub async fn run(
         Arc::new(SystemClock),
         OnRecord(Arc::new(move || notify.notify_new_records())),
     )?;
+    workflow = workflow.with_analyzers(analyzers);
     // Pins of kind "simulated" land here; the simulation API drives them.
     let simulated_pins = site_io::SimulatedPins::new();
     if !config.site_io.is_empty() {
@@ -166,6 +186,7 @@ pub async fn run(
         .with_graceful_shutdown(shutdown)
         .await?;
     drop(simulated);
+    drop(simulated_analyzer);
     Ok(())
 }
 

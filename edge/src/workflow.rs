@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{OptionalExtension, params};
+use valeo_drivers::analyzer::{AnalyzerError, AnalyzerHandle};
 use valeo_drivers::scale::ScaleError;
 use valeo_drivers::scale::device::ScaleHandle;
 use valeo_drivers::scale::reading::{LegalWeighing, Unit, Weight};
@@ -83,6 +84,10 @@ pub enum WorkflowError {
     BadInput { field: &'static str, reason: String },
     #[error("{0}")]
     Interlock(#[from] InterlockError),
+    #[error("unknown analyzer {0:?}")]
+    UnknownAnalyzer(String),
+    #[error("{0}")]
+    Analyzer(#[from] AnalyzerError),
     #[error("outbox: {0}")]
     Outbox(#[from] OutboxError),
     #[error("stored ticket is unreadable: {0}")]
@@ -177,6 +182,7 @@ pub struct Workflow {
     on_record: OnRecord,
     /// Lights, barriers and position sensors, when the site has them.
     site: Option<SiteIoHandle>,
+    analyzers: Arc<Vec<AnalyzerHandle>>,
 }
 
 /// Called after each appended record, e.g. to wake the uplink.
@@ -224,7 +230,18 @@ impl Workflow {
             clock,
             on_record,
             site: None,
+            analyzers: Arc::new(Vec::new()),
         })
+    }
+
+    /// Quality samples can be read from these analyzers.
+    pub fn with_analyzers(mut self, analyzers: Vec<AnalyzerHandle>) -> Workflow {
+        self.analyzers = Arc::new(analyzers);
+        self
+    }
+
+    pub fn analyzers(&self) -> &[AnalyzerHandle] {
+        &self.analyzers
     }
 
     /// Weighings go through the site's interlock: refused while the vehicle
@@ -459,13 +476,44 @@ impl Workflow {
         .await
     }
 
-    /// Attaches analyzer values to a ticket.
+    /// Attaches analyzer values to a ticket: typed in, or measured now by
+    /// the named analyzer.
     pub async fn add_quality(
         &self,
         ticket_no: u64,
-        request: QualityRequest,
+        mut request: QualityRequest,
     ) -> Result<Ticket, WorkflowError> {
         let operator = required_text("operator", &request.operator)?;
+        let mut raw = None;
+        if request.source == QualitySource::Device {
+            let id = request
+                .device_id
+                .clone()
+                .ok_or_else(|| bad_input("device_id", "name the analyzer to read from"))?;
+            if request.moisture_percent.is_some()
+                || request.hectolitre_kg.is_some()
+                || request.protein_percent.is_some()
+            {
+                return Err(bad_input(
+                    "source",
+                    "values from a device are read from it, not sent along",
+                ));
+            }
+            // Checked before the analyzer spends its measuring time.
+            if self.ticket(ticket_no).await?.is_none() {
+                return Err(TransitionError::NoSuchTicket { ticket_no }.into());
+            }
+            let analyzer = self
+                .analyzers
+                .iter()
+                .find(|a| a.id() == id)
+                .ok_or_else(|| WorkflowError::UnknownAnalyzer(id.clone()))?;
+            let values = analyzer.measure().await?;
+            request.moisture_percent = values.moisture_percent;
+            request.hectolitre_kg = values.hectolitre_kg;
+            request.protein_percent = values.protein_percent;
+            raw = Some(values.raw);
+        }
         let checks = [
             ("moisture_percent", request.moisture_percent, 100.0),
             ("hectolitre_kg", request.hectolitre_kg, 150.0),
@@ -501,6 +549,7 @@ impl Workflow {
                 moisture_percent: request.moisture_percent,
                 hectolitre_kg: request.hectolitre_kg,
                 protein_percent: request.protein_percent,
+                raw,
             }))
         })
         .with_ticket(ticket_no)

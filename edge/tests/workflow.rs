@@ -10,10 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
+use valeo_drivers::analyzer::{self, AnalyzerConfig};
 use valeo_drivers::scale::ScaleError;
 use valeo_drivers::scale::config::Protocol;
 use valeo_drivers::scale::device::{self, ScaleConfig};
 use valeo_drivers::scale::reading::{Unit, Weight};
+use valeo_drivers::sim::analyzer::SimulatedAnalyzer;
 use valeo_drivers::sim::mtsics::Faults;
 use valeo_drivers::sim::tcp::spawn_tcp_terminal;
 use valeo_drivers::sim::terminals;
@@ -505,4 +507,76 @@ async fn every_ticket_state_survives_a_restart() {
         .await
         .unwrap();
     assert_eq!(next.ticket_no, 6, "numbers continue, never reused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quality_is_read_from_the_configured_analyzer() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = site(dir.path()).await;
+    let analyzer = SimulatedAnalyzer::new([13.4, 77.2, 11.9]);
+    let (addr, _server) = spawn_tcp_terminal(
+        "127.0.0.1:0",
+        analyzer.factory(),
+        Arc::new(Mutex::new(Faults::default())),
+    )
+    .await
+    .unwrap();
+    let mut config = AnalyzerConfig::new(
+        "nir-1",
+        TransportConfig::Tcp {
+            address: addr.to_string(),
+            connect_timeout_ms: 1000,
+        },
+    );
+    config.response_timeout_ms = 2000;
+    let wf = site
+        .workflow
+        .clone()
+        .with_analyzers(vec![analyzer::spawn(config)]);
+    settle(&site.scale, 30_000).await;
+    wf.open_ticket(arrive("OS-Q 1", Direction::Intake))
+        .await
+        .unwrap();
+    let from_device = |device_id: &str| QualityRequest {
+        operator: "Anna".into(),
+        source: QualitySource::Device,
+        device_id: Some(device_id.into()),
+        moisture_percent: None,
+        hectolitre_kg: None,
+        protein_percent: None,
+    };
+    let ticket = wf.add_quality(1, from_device("nir-1")).await.unwrap();
+    let sample = &ticket.quality[0];
+    assert_eq!(
+        (
+            sample.source,
+            sample.device_id.as_deref(),
+            sample.moisture_percent,
+            sample.protein_percent
+        ),
+        (QualitySource::Device, Some("nir-1"), Some(13.4), Some(11.9))
+    );
+    assert_eq!(sample.raw.as_deref(), Some("H2O=13.4;HLW=77.2;PROT=11.9"));
+
+    // No sample in the analyzer, an unknown analyzer, values sent along with
+    // a device source: refused by name, nothing recorded.
+    analyzer.set_sample(None);
+    let empty = wf
+        .add_quality(1, from_device("nir-1"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(empty.contains("ERR NO SAMPLE"), "{empty}");
+    let unknown = wf
+        .add_quality(1, from_device("nir-9"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(unknown.contains("unknown analyzer \"nir-9\""), "{unknown}");
+    let mut mixed = from_device("nir-1");
+    mixed.moisture_percent = Some(12.0);
+    let mixed = wf.add_quality(1, mixed).await.unwrap_err().to_string();
+    assert!(mixed.contains("read from it"), "{mixed}");
+    assert_eq!(wf.ticket(1).await.unwrap().unwrap().quality.len(), 1);
+    assert_eq!(wf.outbox().stats().unwrap().head_seq, 2);
 }

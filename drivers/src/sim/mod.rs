@@ -1,8 +1,10 @@
 //! Simulators that speak the real wire protocols, for tests, the demo and installers without
 //! hardware: a weighbridge physical model with an alibi memory (`truck`), the shared device
 //! side with fault injection (`terminal`), one terminal per protocol (`mtsics`, `terminals`),
-//! and the same terminals on a real pseudo-terminal (`pty`) or a TCP port (`tcp`).
+//! and the same terminals on a real pseudo-terminal (`pty`) or a TCP port (`tcp`); and a
+//! grain analyzer (`analyzer`).
 
+pub mod analyzer;
 pub mod mtsics;
 pub mod pty;
 pub mod tcp;

@@ -113,8 +113,11 @@ const DICT = {
     ticketNo: 'Ticket no.',
     device: 'Site / box',
     role: 'Role',
+    step: 'Weighing',
     weight: 'Weight',
     dateTime: 'Date / time',
+    date: 'Date',
+    time: 'Time',
     alibi: 'Alibi no.',
     source: 'Source',
     src_scale: 'scale',
@@ -128,7 +131,7 @@ const DICT = {
     qMoisture: 'Moisture %',
     qHectolitre: 'kg/hl',
     qProtein: 'Protein %',
-    legend: 'G = gross, T = tare, PT = stored (preset) tare, N = net',
+    legend: '1. / 2. = first / second weighing, G = gross, T = tare, PT = stored (preset) tare, N = net (G − T, calculated)',
     printedAt: 'Printed {d}',
     printCount: 'reprints: {n}',
     paper: 'Paper',
@@ -243,8 +246,11 @@ const DICT = {
     ticketNo: 'Schein-Nr.',
     device: 'Standort / Box',
     role: 'Art',
+    step: 'Wägung',
     weight: 'Gewicht',
     dateTime: 'Datum / Zeit',
+    date: 'Datum',
+    time: 'Uhrzeit',
     alibi: 'Alibi-Nr.',
     source: 'Quelle',
     src_scale: 'Waage',
@@ -258,7 +264,7 @@ const DICT = {
     qMoisture: 'Feuchte %',
     qHectolitre: 'kg/hl',
     qProtein: 'Protein %',
-    legend: 'G = Brutto, T = Tara, PT = Festtara (gespeichert), N = Netto',
+    legend: '1. / 2. = Erst- / Zweitwägung, G = Brutto, T = Tara, PT = Festtara (gespeichert), N = Netto (G − T, berechnet)',
     printedAt: 'Gedruckt am {d}',
     printCount: 'Nachdrucke: {n}',
     paper: 'Papier',
@@ -344,6 +350,13 @@ export function formatDateTime(iso) {
   return new Intl.DateTimeFormat(locale(), {
     year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit',
   }).format(d);
+}
+
+// Clock time with seconds, for the weighing rows of a ticket.
+export function formatClock(iso) {
+  const d = toDate(iso);
+  if (!d) return iso || '—';
+  return new Intl.DateTimeFormat(locale(), { hour: '2-digit', minute: '2-digit', second: '2-digit' }).format(d);
 }
 
 export function formatDate(iso) {

@@ -4,7 +4,7 @@
 // the paper may read either.
 import {
   t, setLang, applyStatic, onLangChange, el,
-  formatWeight, formatDateTime, formatNumber, sameWeight,
+  formatWeight, formatDateTime, formatDate, formatClock, formatNumber, sameWeight,
 } from '/terminal/i18n.js';
 
 const $ = (id) => document.getElementById(id);
@@ -47,15 +47,16 @@ function role(step, isFirst, tk) {
 // readable, and a narrow A5 column would chop it into single words.
 function stepRows(step, isFirst, tk) {
   const manual = step.source === 'manual';
-  const rows = [el('tr', { class: manual ? 'row-manual' : null },
-    el('th', { scope: 'row' }, role(step, isFirst, tk)),
+  const rows = [el('tr', { class: manual ? 'row-manual' : null, dataset: { step: isFirst ? 1 : 2 } },
+    el('th', { scope: 'row', class: 'nowrap' }, `${isFirst ? 1 : 2}. ${role(step, isFirst, tk)}`),
     el('td', { class: 'num' }, formatWeight(step.weight)),
-    el('td', {}, formatDateTime(step.weighed_at)),
+    el('td', { class: 'nowrap' }, formatDate(step.weighed_at)),
+    el('td', { class: 'nowrap' }, formatClock(step.weighed_at)),
     el('td', { class: 'nowrap' }, step.alibi_id || '—'),
     el('td', { class: 'nowrap' }, step.scale_id || '—'),
     el('td', {}, manual ? `${t('manualMark')} *` : t(`src_${step.source}`)))];
   if (manual) {
-    rows.push(el('tr', { class: 'row-manual-note' }, el('td', { colspan: 6 },
+    rows.push(el('tr', { class: 'row-manual-note' }, el('td', { colspan: 7 },
       '* Handeingabe – nicht eichfähig / manual entry – not legal for trade',
       step.manual_reason ? ` · ${t('reasonLabel')}: ${step.manual_reason}` : '')));
   }
@@ -78,12 +79,12 @@ function render() {
   // A stored tare that is not carried as a step still has to be shown.
   if (tk.tare_source === 'stored' && !storedStep && tk.tare) {
     rows.push(el('tr', {}, el('th', { scope: 'row' }, 'PT'), el('td', { class: 'num' }, formatWeight(tk.tare)),
-      el('td', {}, '—'), el('td', {}, '—'), el('td', {}, '—'), el('td', {}, t('src_stored-tare'))));
+      el('td', {}, '—'), el('td', {}, '—'), el('td', {}, '—'), el('td', {}, '—'), el('td', {}, t('src_stored-tare'))));
   }
   rows.push(el('tr', { class: 'net-row' },
     el('th', { scope: 'row' }, 'N'),
     el('td', { class: 'num', id: 'net' }, tk.net ? formatWeight(tk.net) : '—'),
-    el('td', { colspan: 4 }, t('net'))));
+    el('td', { colspan: 5 }, t('net'))));
 
   const quality = (tk.quality || []).map((q) => el('tr', {},
     el('td', {}, formatDateTime(q.taken_at)),
@@ -120,7 +121,7 @@ function render() {
       fact('contract', tk.contract_id),
       fact('operator', tk.operator)),
     el('table', { class: 'weighings' },
-      el('thead', {}, el('tr', {}, ...['role', 'weight', 'dateTime', 'alibi', 'scale', 'source'].map((k) => el('th', {}, t(k))))),
+      el('thead', {}, el('tr', {}, ...['step', 'weight', 'date', 'time', 'alibi', 'scale', 'source'].map((k) => el('th', {}, t(k))))),
       el('tbody', {}, ...rows)),
     tk.tare_source === 'stored'
       ? el('p', { class: 'stored-tare-note', id: 'stored-tare-note' },

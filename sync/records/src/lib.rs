@@ -208,6 +208,9 @@ pub struct QualitySample {
     pub hectolitre_kg: Option<f64>,
     #[serde(default)]
     pub protein_percent: Option<f64>,
+    /// The analyzer's result line as received, when read from a device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
 }
 
 /// Two weighings that cannot form a ticket.

@@ -83,6 +83,8 @@ pub struct QualityEntry {
     pub moisture_percent: Option<f64>,
     pub hectolitre_kg: Option<f64>,
     pub protein_percent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
 }
 
 /// A weigh ticket: everything the printed ticket shows.
@@ -312,6 +314,7 @@ impl Ticket {
                     moisture_percent: e.moisture_percent,
                     hectolitre_kg: e.hectolitre_kg,
                     protein_percent: e.protein_percent,
+                    raw: e.raw.clone(),
                 });
                 Ok(t)
             }
@@ -503,6 +506,7 @@ mod tests {
             moisture_percent: Some(14.5),
             hectolitre_kg: None,
             protein_percent: Some(12.0),
+            raw: None,
         })
     }
 
