@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use valeo_drivers::scale::ScaleError;
 use valeo_drivers::sim::truck::TruckScale;
+use valeo_drivers::site_io::InterlockState;
 use valeo_records::Direction;
 
 use crate::workflow::{OpenRequest, SecondRequest, Weighing, Workflow, WorkflowError};
@@ -47,6 +48,7 @@ pub async fn run(workflow: Workflow, scale: TruckScale, scale_id: String, truck_
         })
         .await;
         scale.drive_off();
+        wait_until_empty(&workflow).await;
         let Some(ticket) = ticket else { continue };
         tokio::time::sleep(Duration::from_millis(truck_interval_ms)).await;
         scale.drive_on(second_kg);
@@ -62,9 +64,35 @@ pub async fn run(workflow: Workflow, scale: TruckScale, scale_id: String, truck_
         })
         .await;
         scale.drive_off();
+        wait_until_empty(&workflow).await;
         tokio::time::sleep(Duration::from_millis(truck_interval_ms)).await;
     }
 }
+
+/// Waits until the truck has left: the interlock lets the next one on only
+/// then (or, without site I/O, until the scale reads a stable empty bridge).
+async fn wait_until_empty(workflow: &Workflow) {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(MAX_SETTLE_WAIT_MS);
+    while tokio::time::Instant::now() < deadline {
+        let empty = match workflow.site() {
+            Some(site) => site.status().borrow().state == InterlockState::Free,
+            None => workflow.scales().first().is_none_or(|scale| {
+                let status = scale.status().borrow().clone();
+                status
+                    .last_reading
+                    .as_ref()
+                    .is_some_and(|r| r.stable && r.net.is_some_and(|w| w.to_kg_f64() < EMPTY_KG))
+            }),
+        };
+        if empty {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Below this the demo counts the bridge as empty.
+const EMPTY_KG: f64 = 200.0;
 
 const DEMO_OPERATOR: &str = "Demo";
 
