@@ -871,6 +871,7 @@ mod tests {
             terminal_time: None,
             source: StepSource::Scale,
             manual_reason: None,
+            operator: None,
         }
     }
 

@@ -296,6 +296,7 @@ impl Workflow {
             terminal_time: weighing.terminal_time,
             source: StepSource::Scale,
             manual_reason: None,
+            operator: None,
         }
     }
 
@@ -319,7 +320,8 @@ impl Workflow {
             Weighing::StoredTare => Some(self.stored_tare_step(&master, &plate, scale_id)?),
             _ => None,
         };
-        let (step, guard) = self.take(scale_id, &request.weighing, None).await?;
+        let (mut step, guard) = self.take(scale_id, &request.weighing, None).await?;
+        step.operator = context.operator.clone();
         let direction = request.direction;
         let (kind, ticket) = match stored_tare {
             None => (valeo_records::KIND_FIRST_WEIGHING, None),
@@ -400,13 +402,14 @@ impl Workflow {
             }
             .into());
         }
-        let (step, guard) = self
+        let (mut step, guard) = self
             .take(
                 request.scale_id.as_deref(),
                 &request.weighing,
                 Some(&current.first.weight),
             )
             .await?;
+        step.operator = operator.clone();
         let ticket = self
             .append(valeo_records::KIND_SECOND_WEIGHING, move |_, current| {
                 // The ticket as it is now, inside the transaction: another
@@ -665,6 +668,7 @@ impl Workflow {
                     terminal_time: None,
                     source: StepSource::Manual,
                     manual_reason: Some(reason),
+                    operator: None,
                 })
             }
         }
@@ -701,6 +705,7 @@ impl Workflow {
             terminal_time: None,
             source: StepSource::StoredTare,
             manual_reason: None,
+            operator: None,
         })
     }
 

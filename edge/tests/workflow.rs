@@ -178,6 +178,12 @@ async fn a_two_pass_weighing_records_both_steps_with_its_master_data() {
     assert_eq!(records[1].payload["net"]["value"], 25_020);
     assert_eq!(records[1].payload["direction"], "outgoing");
     assert_eq!(records[1].payload["operator"], "Ben");
+    assert_eq!(done.first.operator.as_deref(), Some("Anna"));
+    assert_eq!(
+        done.second.as_ref().unwrap().operator.as_deref(),
+        Some("Ben"),
+        "each weighing names who took it"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

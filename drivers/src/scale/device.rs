@@ -303,6 +303,9 @@ impl DeviceTask {
                 self.streaming = false;
                 self.call(Request::StopStream, timeout_ms).await?;
             }
+            if !self.streaming && self.protocol.encode(Request::Poll).is_some() {
+                self.precheck(min_load, timeout_ms).await?;
+            }
             // Never retried: a lost reply may hide a registration that happened, and a retry
             // would register the truck a second time.
             let answer = self.call(Request::Register, timeout_ms).await?;
@@ -313,6 +316,34 @@ impl DeviceTask {
         }
         let answer = self.call(Request::Poll, timeout_ms).await?;
         self.legal(Request::Poll, &answer, min_load, true)
+    }
+
+    /// Reads the live weight before a registration: terminals with an alibi memory store every
+    /// registration, so an empty or overloaded bridge must be refused before it takes an alibi
+    /// number that no ticket will carry. A weight still in motion is left to the registration,
+    /// which waits for stability (or refuses) by itself.
+    async fn precheck(&mut self, min_load: Weight, timeout_ms: u64) -> Result<(), ScaleError> {
+        let answer = self.call(Request::Poll, timeout_ms).await?;
+        let Some(reading) = self.take_reading(&answer.reply) else {
+            return Ok(());
+        };
+        if reading.overload {
+            return Err(ScaleError::Overload);
+        }
+        if reading.underload {
+            return Err(ScaleError::Underload);
+        }
+        match reading.net {
+            Some(weight)
+                if reading.stable && matches!(weight.compare(&min_load), Some(Ordering::Less)) =>
+            {
+                Err(ScaleError::BelowMinimumLoad {
+                    weight,
+                    min: min_load,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Stream-only terminals: wait for the terminal's stable flag and the band-and-time

@@ -70,6 +70,9 @@ pub struct WeighingStep {
     /// Why the operator typed the weight in (only for manual steps).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manual_reason: Option<String>,
+    /// Who took this weighing at the terminal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
 }
 
 impl WeighingStep {
@@ -281,6 +284,7 @@ mod tests {
             terminal_time: None,
             source: StepSource::Scale,
             manual_reason: None,
+            operator: None,
         };
         let first = FirstWeighing {
             ticket_no: 7,

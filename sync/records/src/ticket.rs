@@ -118,6 +118,10 @@ pub struct Ticket {
 }
 
 /// One step in a ticket's life: the payload of one record.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one event exists at a time, briefly; boxing would only add noise"
+)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum TicketEvent {
     First(FirstWeighing),
@@ -348,6 +352,7 @@ impl Ticket {
                 terminal_time: None,
                 source: StepSource::Scale,
                 manual_reason: None,
+                operator: None,
             },
             second: None,
             gross: None,
@@ -424,6 +429,7 @@ mod tests {
             terminal_time: None,
             source,
             manual_reason: (source == StepSource::Manual).then(|| "scale defect".into()),
+            operator: None,
         }
     }
 
