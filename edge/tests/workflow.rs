@@ -586,3 +586,51 @@ async fn quality_is_read_from_the_configured_analyzer() {
     assert_eq!(wf.ticket(1).await.unwrap().unwrap().quality.len(), 1);
     assert_eq!(wf.outbox().stats().unwrap().head_seq, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scale_that_disappears_mid_ticket_leaves_the_ticket_open_and_records_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = site(dir.path()).await;
+    settle(&site.scale, 30_000).await;
+    site.workflow
+        .open_ticket(arrive("OS-G 1", Direction::Intake))
+        .await
+        .unwrap();
+    // The terminal's cable is pulled while the truck is on site.
+    site._server.abort();
+    settle(&site.scale, 12_000).await;
+    let gone = site
+        .workflow
+        .second_weighing(1, second())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(gone, WorkflowError::Scale(_)),
+        "a scale error, not a stored step: {gone}"
+    );
+    let ticket = site.workflow.ticket(1).await.unwrap().unwrap();
+    assert_eq!(
+        ticket.state,
+        TicketState::Open,
+        "the vehicle is still on site"
+    );
+    assert_eq!(site.workflow.outbox().stats().unwrap().head_seq, 1);
+    // The operator can finish the ticket by hand, marked as such.
+    let manual = site
+        .workflow
+        .second_weighing(
+            1,
+            SecondRequest {
+                operator: Some("Ben".into()),
+                scale_id: None,
+                weighing: Weighing::Manual {
+                    weight_kg: 12_000.0,
+                    reason: "terminal offline".into(),
+                },
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(manual.net, kg(18_000));
+    assert!(!manual.legal_for_trade);
+}
