@@ -235,6 +235,14 @@ impl Ticket {
             event: event.name(),
         };
         let inconsistent = |reason: String| TransitionError::Inconsistent { ticket_no, reason };
+        if let Some(t) = current
+            && t.ticket_no != ticket_no
+        {
+            return Err(inconsistent(format!(
+                "the record is for ticket {ticket_no}, not ticket {}",
+                t.ticket_no
+            )));
+        }
         match (current, event) {
             (None, TicketEvent::First(e)) => Ok(Ticket::opened(device_id, e)),
             (None, TicketEvent::StoredTare(e)) => {
@@ -702,5 +710,44 @@ mod tests {
         };
         assert_eq!(f.first.source, StepSource::Scale);
         assert_eq!(f.context, TicketContext::default());
+    }
+
+    proptest::proptest! {
+        /// Central reads these payloads from outside: whatever arrives, as
+        /// whatever kind, reading it and applying it never panics.
+        #[test]
+        fn arbitrary_payloads_never_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            ticket_no in 0u64..3,
+            value in proptest::prelude::any::<i64>(),
+        ) {
+            let mut payloads: Vec<serde_json::Value> =
+                serde_json::from_slice(&bytes).into_iter().collect();
+            // Valid shapes with hostile numbers get further than random bytes.
+            for (_, event) in events() {
+                let mut json = event.to_json();
+                json["ticket_no"] = ticket_no.into();
+                for weight in ["gross", "tare", "net"] {
+                    if json.get(weight).is_some() {
+                        json[weight]["value"] = value.into();
+                    }
+                }
+                payloads.push(json);
+            }
+            let states = [None, Some(TicketState::Open), Some(TicketState::Complete), Some(TicketState::Cancelled)];
+            for payload in &payloads {
+                for kind in [crate::KIND_FIRST_WEIGHING, crate::KIND_SECOND_WEIGHING,
+                             crate::KIND_STORED_TARE_WEIGHING, crate::KIND_CANCELLATION,
+                             crate::KIND_REPRINT, crate::KIND_QUALITY_SAMPLE] {
+                    if let Ok(Some(event)) = TicketEvent::from_record(kind, payload) {
+                        for state in states {
+                            if let Ok(ticket) = Ticket::apply(ticket_in(state).as_ref(), "box-1", &event) {
+                                proptest::prop_assert_eq!(ticket.ticket_no, event.ticket_no());
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
