@@ -303,15 +303,39 @@ async fn health(State(state): State<AppState>) -> Response {
     // degraded when it cannot store records (or soon cannot: disk alarm) or
     // cannot reach its scale.
     let disk_alarm = outbox.as_ref().is_some_and(|o| o.disk.alarm);
-    let healthy = outbox.is_some() && !disk_alarm && scales.iter().all(|s| s.connected);
+    let master = state.workflow.master_data().snapshot();
+    let site = state.workflow.site().map(|s| s.status().borrow().clone());
+    let pin_fault = site.as_ref().is_some_and(|s| s.pin_fault);
+    let mut alarms = Vec::new();
+    if disk_alarm {
+        alarms.push("outbox disk quota nearly reached".to_owned());
+    }
+    if pin_fault {
+        alarms.push("site I/O pin fault: lights red, barriers closed".to_owned());
+    }
+    if let Some(error) = &master.last_error {
+        alarms.push(error.clone());
+    }
+    let healthy =
+        outbox.is_some() && !disk_alarm && !pin_fault && scales.iter().all(|s| s.connected);
     let body = serde_json::json!({
+        "master_data": {
+            "version": master.data.version,
+            "received_at": master.received_at,
+            "last_error": master.last_error,
+        },
+        "site_io": site.map(|s| serde_json::json!({
+            "state": s.state,
+            "pin_fault": s.pin_fault,
+            "last_pin_error": s.last_pin_error,
+        })),
         "status": if healthy { "ok" } else { "degraded" },
         "device_id": state.device_id,
         "version": crate::VERSION,
         "outbox": outbox.as_ref().map(|o| o.stats),
         "outbox_oldest_pending_age_s": outbox.as_ref().map(|o| o.oldest_pending_age_s),
         "disk": outbox.as_ref().map(|o| o.disk),
-        "alarms": if disk_alarm { vec!["outbox disk quota nearly reached"] } else { Vec::new() },
+        "alarms": alarms,
         "uplink": uplink,
         "scales": scales,
     });
@@ -405,6 +429,18 @@ async fn metrics(State(state): State<AppState>) -> Response {
         "Broker connections lost.",
         uplink.disconnects as f64,
     );
+    m.gauge(
+        "valeo_edge_master_data_version",
+        "Version of the cached master data (0: none received yet).",
+        state.workflow.master_data().current().version as f64,
+    );
+    if let Some(site) = state.workflow.site() {
+        m.gauge(
+            "valeo_edge_site_io_pin_fault",
+            "1 while a light, barrier or sensor pin fails (all red, barriers closed).",
+            f64::from(u8::from(site.status().borrow().pin_fault)),
+        );
+    }
     let views = scale_views(&state.workflow);
     let per_scale = |f: fn(&ScaleView) -> f64| views.iter().map(move |v| (v.id.as_str(), f(v)));
     m.by_label(

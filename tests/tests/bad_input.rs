@@ -483,6 +483,12 @@ async fn bad_weighing_requests_and_bad_master_data_are_refused_by_name() {
         cached["last_error"].as_str().unwrap().contains("lots"),
         "{cached}"
     );
-    let health = get_json(&http, &format!("{}/health", edge.http_url)).await;
-    assert!(health.is_some(), "the box still serves");
+    let health = get_json(&http, &format!("{}/health", edge.http_url))
+        .await
+        .unwrap();
+    assert_eq!(health["master_data"]["version"], 1, "{health}");
+    assert!(
+        health["alarms"].to_string().contains("refused"),
+        "the refusal is an alarm on /health: {health}"
+    );
 }
