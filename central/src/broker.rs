@@ -15,6 +15,12 @@ use crate::config::EmbeddedBrokerConfig;
 /// Starts the broker on its own threads and waits until it accepts TCP
 /// connections (at most `startup_timeout_ms`).
 pub fn start(config: &EmbeddedBrokerConfig, startup_timeout_ms: u64) -> anyhow::Result<()> {
+    // rumqttd reports a failed bind only in its log, from its own thread;
+    // central would then run against whatever else holds the port. Bind
+    // once here so a taken port stops central with the address named.
+    std::net::TcpListener::bind(config.listen).map_err(|e| {
+        anyhow::anyhow!("[embedded_broker] cannot listen on {}: {e}", config.listen)
+    })?;
     let connections = ConnectionSettings {
         connection_timeout_ms: 10_000,
         max_payload_size: valeo_sync::wire::MAX_BATCH_BYTES + 4096,

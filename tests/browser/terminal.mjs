@@ -2,8 +2,9 @@
 // simulated scale:  EDGE_URL=http://127.0.0.1:18081 node tests/browser/terminal.mjs
 //
 // Drives the real pages in headless Chromium through one working day:
-// language switch, a refused weighing, two-step tickets, cancel, stored
-// tare, manual entry, quality, site lights. Each step logs a line; on
+// language switch, a refused weighing, two-step tickets (with who weighed
+// them on the ticket), cancel, stored tare, manual entry, quality by hand
+// and from the grain analyzer, site lights, simulated position sensors. Each step logs a line; on
 // failure a screenshot and the page HTML go to tests/browser/artifacts/.
 import { chromium } from 'playwright-core';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -268,6 +269,13 @@ async function main() {
       await waitText('#net', '25000 kg', v);
       const body = await v.locator('body').innerText();
       for (const s of ['OS-T 1', 'Weizen', 'sim-bridge-1']) assert(body.includes(s), `ticket page lacks "${s}"`);
+      // Who took each weighing: a column of its own, one name per step.
+      const heads = await v.locator('table.weighings thead th').allInnerTexts();
+      assert(heads.some((h) => /operator/i.test(h)), `weighings table has no operator column: ${JSON.stringify(heads)}`);
+      for (const n of [1, 2]) {
+        const who = (await v.locator(`table.weighings tr[data-step="${n}"] td.weigher`).innerText()).trim();
+        assert(who === 'Anna', `weighing ${n} should name operator Anna, names ${JSON.stringify(who)}`);
+      }
       assert(await v.locator('#print').isVisible(), '#print should be visible on screen');
       assert(await v.locator('#storno').count() === 0, 'a complete ticket shows no STORNO');
       await v.emulateMedia({ media: 'print' });
@@ -344,12 +352,60 @@ async function main() {
     });
   });
 
-  await run('10 site lights', async () => {
+  await run('10 quality from the grain analyzer', async () => {
+    await page.click(`${openRow(t4.ticket_no)} .quality`);
+    const read = page.locator('#quality-from-device');
+    await read.waitFor({ state: 'visible' })
+      .catch(() => { throw new Error('no #quality-from-device button: does the agent list an analyzer (GET /api/v1/analyzers)?'); });
+    assert(await read.getAttribute('data-device') === 'sim-analyzer-1', `data-device is ${await read.getAttribute('data-device')}`);
+    assert((await read.innerText()).includes('Read from analyzer sim-analyzer-1'), `button reads "${await read.innerText()}"`);
+    const { body } = await clickFor('#quality-from-device', 'POST', `/tickets/${t4.ticket_no}/quality`, 200);
+    const q = (body.quality || []).find((x) => x.source === 'device');
+    assert(q && q.device_id === 'sim-analyzer-1' && q.moisture_percent === 14.2,
+      `agent stored no analyzer reading: ${JSON.stringify(body.quality)}`);
+    await page.locator('#quality-dialog').waitFor({ state: 'hidden' });
+    await page.waitForFunction(() => !document.querySelector('#success').hidden
+      && document.querySelector('#success-text').textContent.includes('sim-analyzer-1'))
+      .catch(async () => { throw new Error(`success banner says "${await text('#success')}"`); });
+    await withTicketView(t4.ticket_no, async (v) => {
+      const row = v.locator('.quality tr[data-source="device"]');
+      await row.waitFor();
+      const cells = await row.innerText();
+      for (const s of ['14.2', '76.5', '12.1', 'sim-analyzer-1']) assert(cells.includes(s), `device quality row lacks "${s}": "${cells}"`);
+      const manual = await v.locator('.quality tr[data-source="manual"]').innerText();
+      assert(manual.includes('14.5') && /manual/i.test(manual), `manual quality row reads "${manual}"`);
+    });
+  });
+
+  await run('11 site lights', async () => {
     for (const id of ['#entry-light', '#exit-light']) {
       await page.waitForFunction((s) => ['red', 'green'].includes(document.querySelector(s)?.dataset.colour), id, { timeout: WAIT_MS })
         .catch(async () => {
           throw new Error(`${id} data-colour is ${JSON.stringify(await page.getAttribute(id, 'data-colour'))}`);
         });
+    }
+  });
+
+  await run('12 simulated position sensors', async () => {
+    const sim = await (await page.request.get(`${BASE}/api/v1/simulation`)).json();
+    const sensors = (sim.pins || []).filter((p) => p.startsWith('sensor.')).map((p) => p.slice(7));
+    const buttons = page.locator('#sim .sim-sensor');
+    if (!sensors.length) {
+      assert(await buttons.count() === 0, 'sensor buttons shown although the agent has no sensors');
+      log('     no simulated sensors on this agent: nothing to toggle');
+      return;
+    }
+    await buttons.first().waitFor();
+    const shown = await buttons.evaluateAll((bs) => bs.map((b) => b.dataset.sensor));
+    assert(JSON.stringify(shown) === JSON.stringify(sensors), `sensor buttons ${JSON.stringify(shown)}, pins ${JSON.stringify(sensors)}`);
+    const name = sensors[0];
+    const b = `#sim .sim-sensor[data-sensor="${name}"]`;
+    const blockedOnSite = () => page.waitForFunction((n) => document.querySelector('#site-positioned')?.textContent.includes(n), name);
+    for (const blocked of [true, false]) {
+      const res = await clickFor(b, 'PUT', `/simulation/sensors/${name}`);
+      assert(res.status === 204, `PUT sensor ${name} answered ${res.status}`);
+      await page.waitForFunction(([s, want]) => document.querySelector(s)?.getAttribute('aria-pressed') === want, [b, String(blocked)]);
+      if (blocked) await blockedOnSite();
     }
   });
 

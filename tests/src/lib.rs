@@ -15,13 +15,27 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-/// A free TCP port on 127.0.0.1 (bound and released; good enough on a
-/// machine where tests pick ports only this way).
+/// A free TCP port on 127.0.0.1 (bound and released). Never the same port
+/// twice in one test process: tests run in parallel, and two of them
+/// handed the same port would share a broker, where boxes with the same
+/// client id keep taking each other's session over.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Bounded: the kernel would have to return used ports 100 times in a row.
+    for _ in 0..100 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(0);
+        if port != 0 && !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
+    0
 }
 
 /// `target/<profile>/<name>`, next to the test executable's `deps/`.

@@ -116,31 +116,36 @@ async fn assert_outbox_drained(edge: &Edge) {
 }
 
 async fn two_weighings_reach_central(broker: BrokerKind) {
+    // One id per broker kind: the tests run side by side.
+    let device = match broker {
+        BrokerKind::Embedded => "e2e-box-embedded",
+        BrokerKind::Mosquitto => "e2e-box-mosquitto",
+    };
     let dir = tempfile::tempdir().unwrap();
     let mosquitto = match broker {
         BrokerKind::Embedded => None,
         BrokerKind::Mosquitto => Some(Mosquitto::start(dir.path()).await.unwrap()),
     };
-    let key = Edge::provision(dir.path(), "e2e-box-1").unwrap();
+    let key = Edge::provision(dir.path(), device).unwrap();
     let central = Central::start(
         dir.path(),
         mosquitto.as_ref().map(|m| m.port),
         None,
-        &[("e2e-box-1", &key)],
+        &[(device, &key)],
     )
     .await
     .unwrap();
     let scale = quick_scale();
     let pty = PtyScale::spawn(scale.clone(), Arc::new(Mutex::new(Faults::default()))).unwrap();
-    let edge = Edge::start(dir.path(), "e2e-box-1", central.mqtt_port, pty.path())
+    let edge = Edge::start(dir.path(), device, central.mqtt_port, pty.path())
         .await
         .unwrap();
 
     let ticket_no = weigh_one_truck(&edge, &scale, "OS-AB 123").await;
 
-    assert_ticket_at_central(&central, "e2e-box-1", ticket_no, "OS-AB 123").await;
+    assert_ticket_at_central(&central, device, ticket_no, "OS-AB 123").await;
     assert_outbox_drained(&edge).await;
-    assert_live_values_arrive(central.mqtt_port, "e2e-box-1").await;
+    assert_live_values_arrive(central.mqtt_port, device).await;
 }
 
 /// An integrator subscribes to the telemetry topic and sees the live weight.

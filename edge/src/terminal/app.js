@@ -2,7 +2,7 @@
 // Plain ES module, no build step: the agent serves these files as they are.
 import {
   t, setLang, applyStatic, onLangChange, el,
-  formatWeight, formatTime, formatDate, formatAge, parseNumber,
+  formatWeight, formatTime, formatDate, formatAge, formatNumber, parseNumber,
 } from '/terminal/i18n.js';
 
 const $ = (id) => document.getElementById(id);
@@ -21,6 +21,10 @@ const state = {
   recent: [],
   site: null,
   dialogTicket: null,
+  analyzers: [], // ids of the grain analyzers quality can be read from
+  measuring: null, // analyzer id while a reading runs
+  sensors: [], // names of simulated position sensors (pins sensor.<name>)
+  sensorSet: {}, // name → {blocked, at}: what we last set, until the site status shows it
 };
 
 // ---------------------------------------------------------------- API
@@ -31,15 +35,16 @@ class InputError extends Error {
   constructor(message, field) { super(message); this.field = field; }
 }
 
-async function api(method, path, body) {
+// timeoutMs: a weighing may wait a moment for the scale, reads should be
+// quick; an analyzer measurement may take as long as its configured limit.
+async function api(method, path, body, timeoutMs = method === 'GET' ? 10000 : 30000) {
   let res;
   try {
     res = await fetch(path, {
       method,
       headers: body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': 'application/json' },
       body: body === undefined ? undefined : JSON.stringify(body),
-      // A weighing may wait a moment for the scale; reads should be quick.
-      signal: AbortSignal.timeout(method === 'GET' ? 10000 : 30000),
+      signal: AbortSignal.timeout(timeoutMs),
     });
   } catch {
     throw new Error(t('agentUnreachable'));
@@ -446,8 +451,15 @@ function openDialog(id, n, titleKey) {
   d.querySelector('form').reset();
   d.querySelector('.dlg-error').hidden = true;
   d.querySelector('h2').textContent = t(titleKey, { n });
+  if (id === 'quality-dialog') {
+    renderAnalyzers();
+    loadAnalyzers(); // an analyzer may have been added or removed meanwhile
+  }
   d.showModal();
-  d.querySelector('input').focus();
+  // The analyzer button first: focusing an input would pop up the touch
+  // keyboard over it.
+  const first = id === 'quality-dialog' && state.analyzers.length ? $('quality-from-device') : null;
+  (first || d.querySelector('input')).focus();
 }
 
 // Confirm handlers: input mistakes are shown inside the dialog (the input
@@ -484,6 +496,74 @@ function qualityValue(id) {
   return v;
 }
 
+// ---------------------------------------------------------- analyzers
+
+async function loadAnalyzers() {
+  let list;
+  try { list = await api('GET', '/api/v1/analyzers'); } catch { return; } // 404: older agent, keep none
+  const ids = (Array.isArray(list) ? list : []).map((a) => a.id).filter(Boolean);
+  if (ids.join('\n') === state.analyzers.join('\n')) return;
+  state.analyzers = ids;
+  renderAnalyzers();
+}
+
+// One big button per analyzer. The first has the id quality-from-device
+// (usually there is one); all carry data-device.
+function renderAnalyzers() {
+  const ids = state.analyzers;
+  $('quality-devices').hidden = ids.length === 0;
+  $('quality-device-buttons').replaceChildren(...ids.map((id, i) => el('button', {
+    type: 'button',
+    id: i === 0 ? 'quality-from-device' : `quality-from-device-${i + 1}`,
+    class: 'quality-from-device device-read',
+    dataset: { device: id },
+    disabled: !!state.measuring,
+    'aria-busy': state.measuring === id ? 'true' : null,
+  }, state.measuring === id ? t('measuring', { id }) : t('readFromAnalyzer', { id }))));
+  // No manual save while the analyzer measures: one sample, one entry.
+  $('quality-confirm').disabled = !!state.measuring;
+}
+
+function qualitySummary(q) {
+  if (!q) return '';
+  return [
+    q.moisture_percent != null ? t('vMoisture', { v: formatNumber(q.moisture_percent) }) : null,
+    q.hectolitre_kg != null ? t('vHectolitre', { v: formatNumber(q.hectolitre_kg) }) : null,
+    q.protein_percent != null ? t('vProtein', { v: formatNumber(q.protein_percent) }) : null,
+  ].filter(Boolean).join(', ');
+}
+
+// The values come from the device, never from the form. While it measures
+// the dialog stays open; a refusal ("cannot measure", no result) is shown
+// in the dialog so the operator can retry or type the values instead.
+function readFromAnalyzer(deviceId) {
+  const d = $('quality-dialog');
+  const errBox = d.querySelector('.dlg-error');
+  const n = state.dialogTicket;
+  if (state.measuring || n === null) return;
+  errBox.hidden = true;
+  act(null, async () => {
+    state.measuring = deviceId;
+    renderAnalyzers();
+    const stillOpen = () => d.open && state.dialogTicket === n;
+    try {
+      const tk = await api('POST', `/api/v1/tickets/${n}/quality`,
+        { operator: operatorName(), source: 'device', device_id: deviceId }, 130000);
+      if (stillOpen()) d.close();
+      const q = [...(tk.quality || [])].reverse().find((x) => x.source === 'device' && x.device_id === deviceId);
+      return t('okQualityDevice', { n: tk.ticket_no, id: deviceId, v: qualitySummary(q) });
+    } catch (e) {
+      if (!stillOpen()) throw e; // dialog gone: the banner tells
+      errBox.textContent = e.message;
+      errBox.hidden = false;
+      return null;
+    } finally {
+      state.measuring = null;
+      renderAnalyzers();
+    }
+  });
+}
+
 function setupDialogs() {
   dialogSubmit('cancel-dialog', (n) => {
     const reason = $('cancel-reason').value.trim();
@@ -506,6 +586,10 @@ function setupDialogs() {
       const tk = await api('POST', `/api/v1/tickets/${n}/quality`, body);
       return t('okQuality', { n: tk.ticket_no });
     };
+  });
+  $('quality-device-buttons').addEventListener('click', (ev) => {
+    const b = ev.target.closest('button[data-device]');
+    if (b && !b.disabled) readFromAnalyzer(b.dataset.device);
   });
   dialogSubmit('manual-dialog', (n) => {
     const body = { operator: operatorName(), weighing: 'manual', ...readManual($('m2-weight'), $('m2-reason')) };
@@ -551,6 +635,7 @@ function renderSite() {
   const blocked = (s?.sensors || []).filter((x) => x.blocked).map((x) => x.name);
   $('site-positioned').textContent = !s ? ''
     : s.positioned ? t('positioned') : `${t('notPositioned')}${blocked.length ? `: ${blocked.join(', ')}` : ''}`;
+  if (state.sensors.length) renderSensors();
   // The agent keeps the last pin error after recovery: show it as a fault
   // only while the outputs are held safe, else as a quiet note.
   const pinError = s?.last_pin_error || '';
@@ -578,6 +663,47 @@ async function setupSimulation() {
   $('sim-drive-off').addEventListener('click', (ev) => act(ev.currentTarget,
     () => api('DELETE', '/api/v1/simulation/truck').then(() => null),
     { needsOperator: false, refresh: false }));
+
+  // Simulated position sensors are pins named sensor.<name>.
+  state.sensors = (Array.isArray(sim.pins) ? sim.pins : [])
+    .filter((p) => typeof p === 'string' && p.startsWith('sensor.'))
+    .map((p) => p.slice('sensor.'.length))
+    .filter(Boolean);
+  $('sim-sensors').hidden = state.sensors.length === 0;
+  $('sim-sensor-buttons').replaceChildren(...state.sensors.map((name) => el('button', {
+    type: 'button', class: 'sim-sensor', dataset: { sensor: name }, 'aria-pressed': 'false',
+  })));
+  renderSensors();
+  $('sim-sensor-buttons').addEventListener('click', (ev) => {
+    const b = ev.target.closest('button.sim-sensor');
+    if (!b) return;
+    const name = b.dataset.sensor;
+    const blocked = !sensorBlocked(name);
+    act(b, async () => {
+      await api('PUT', `/api/v1/simulation/sensors/${encodeURIComponent(name)}`, { blocked });
+      state.sensorSet[name] = { blocked, at: Date.now() };
+      renderSensors();
+    }, { needsOperator: false, refresh: false });
+  });
+}
+
+// The site status is the truth (it reads the pins); what we last set only
+// bridges the moment until a poll shows it (or a few seconds have passed).
+function sensorBlocked(name) {
+  const s = (state.site?.sensors || []).find((x) => x.name === name);
+  const set = state.sensorSet[name];
+  if (set && (!s || (!!s.blocked !== set.blocked && Date.now() - set.at < 3000))) return set.blocked;
+  delete state.sensorSet[name];
+  return s ? !!s.blocked : false;
+}
+
+function renderSensors() {
+  for (const b of document.querySelectorAll('#sim-sensor-buttons .sim-sensor')) {
+    const blocked = sensorBlocked(b.dataset.sensor);
+    b.setAttribute('aria-pressed', String(blocked));
+    b.dataset.blocked = String(blocked);
+    b.textContent = `${t('sensor')} ${b.dataset.sensor}: ${t(blocked ? 'sensorBlocked' : 'sensorClear')}`;
+  }
 }
 
 // -------------------------------------------------------------- start
@@ -601,6 +727,8 @@ function setup() {
     renderTickets();
     renderFooter();
     if (state.site) renderSite();
+    renderAnalyzers();
+    renderSensors();
   });
 
   $('error-dismiss').addEventListener('click', hideError);
@@ -659,6 +787,7 @@ function setup() {
   loadTickets();
   pollSite();
   setupSimulation();
+  loadAnalyzers();
   // Other terminals or the uplink may change tickets and master data.
   setInterval(loadTickets, 10000);
   setInterval(loadMasterData, 60000);

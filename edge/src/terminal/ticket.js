@@ -43,22 +43,55 @@ function role(step, isFirst, tk) {
   return isFirst === (tk.direction === 'intake') ? 'G' : 'T';
 }
 
+// Who took a weighing. Older tickets carry the operator only on the
+// ticket, which is who took the first weighing. A stored tare was weighed
+// long ago by someone else: no name then.
+function weigher(step, isFirst, tk) {
+  if (step.operator) return step.operator;
+  return isFirst && step.source !== 'stored-tare' && tk.operator ? tk.operator : '—';
+}
+
+// Two values stacked in one cell, each kept whole: an A5 sheet has no
+// room for eight columns side by side.
+const stacked = (a, b) => [el('span', { class: 'nowrap' }, a), el('br'), el('span', { class: 'nowrap' }, b)];
+
 // A manual row gets a full-width note under it: the legal mark must be
 // readable, and a narrow A5 column would chop it into single words.
+const STEP_COLUMNS = 6;
 function stepRows(step, isFirst, tk) {
   const manual = step.source === 'manual';
   const rows = [el('tr', { class: manual ? 'row-manual' : null, dataset: { step: isFirst ? 1 : 2 } },
     el('th', { scope: 'row', class: 'nowrap' }, `${isFirst ? 1 : 2}. ${role(step, isFirst, tk)}`),
     el('td', { class: 'num' }, formatWeight(step.weight)),
-    el('td', { class: 'nowrap' }, formatDate(step.weighed_at)),
-    el('td', { class: 'nowrap' }, formatClock(step.weighed_at)),
-    el('td', { class: 'nowrap' }, step.alibi_id || '—'),
-    el('td', { class: 'nowrap' }, step.scale_id || '—'),
-    el('td', {}, manual ? `${t('manualMark')} *` : t(`src_${step.source}`)))];
+    el('td', {}, stacked(formatDate(step.weighed_at), formatClock(step.weighed_at))),
+    el('td', {}, stacked(step.alibi_id || '—', step.scale_id || '—')),
+    el('td', {}, manual ? `${t('manualMark')} *` : t(`src_${step.source}`)),
+    el('td', { class: 'weigher' }, weigher(step, isFirst, tk)))];
   if (manual) {
-    rows.push(el('tr', { class: 'row-manual-note' }, el('td', { colspan: 7 },
+    rows.push(el('tr', { class: 'row-manual-note' }, el('td', { colspan: STEP_COLUMNS },
       '* Handeingabe – nicht eichfähig / manual entry – not legal for trade',
       step.manual_reason ? ` · ${t('reasonLabel')}: ${step.manual_reason}` : '')));
+  }
+  return rows;
+}
+
+// Quality values are measurands too: where they come from is printed in
+// both languages, the analyzer by its id, with its result line as read.
+function qualityRows(q) {
+  const device = q.source === 'device';
+  const rows = [el('tr', { class: device ? 'q-device' : 'q-manual', dataset: { source: q.source || 'manual' } },
+    el('td', {}, formatDateTime(q.taken_at)),
+    el('td', { class: 'num' }, formatNumber(q.moisture_percent)),
+    el('td', { class: 'num' }, formatNumber(q.hectolitre_kg)),
+    el('td', { class: 'num' }, formatNumber(q.protein_percent)),
+    el('td', { class: 'q-source' }, device
+      ? [el('span', { class: 'small' }, 'Analysegerät / analyzer'), el('br'), el('strong', { class: 'device-id' }, q.device_id || '?')]
+      : 'Handeingabe / manual entry'),
+    el('td', {}, q.operator || '—'))];
+  if (device && q.raw) {
+    rows.push(el('tr', { class: 'q-raw' }, el('td', { colspan: 6, class: 'small' },
+      'Ergebniszeile des Geräts / analyzer result line: ',
+      el('code', {}, q.raw))));
   }
   return rows;
 }
@@ -79,20 +112,14 @@ function render() {
   // A stored tare that is not carried as a step still has to be shown.
   if (tk.tare_source === 'stored' && !storedStep && tk.tare) {
     rows.push(el('tr', {}, el('th', { scope: 'row' }, 'PT'), el('td', { class: 'num' }, formatWeight(tk.tare)),
-      el('td', {}, '—'), el('td', {}, '—'), el('td', {}, '—'), el('td', {}, '—'), el('td', {}, t('src_stored-tare'))));
+      el('td', {}, '—'), el('td', {}, '—'), el('td', {}, t('src_stored-tare')), el('td', {}, '—')));
   }
   rows.push(el('tr', { class: 'net-row' },
     el('th', { scope: 'row' }, 'N'),
     el('td', { class: 'num', id: 'net' }, tk.net ? formatWeight(tk.net) : '—'),
-    el('td', { colspan: 5 }, t('net'))));
+    el('td', { colspan: STEP_COLUMNS - 2 }, t('net'))));
 
-  const quality = (tk.quality || []).map((q) => el('tr', {},
-    el('td', {}, formatDateTime(q.taken_at)),
-    el('td', { class: 'num' }, formatNumber(q.moisture_percent)),
-    el('td', { class: 'num' }, formatNumber(q.hectolitre_kg)),
-    el('td', { class: 'num' }, formatNumber(q.protein_percent)),
-    el('td', {}, q.source === 'device' ? `${t('src_device')} ${q.device_id || ''}`.trim() : t('manualMark')),
-    el('td', {}, q.operator || '—')));
+  const quality = (tk.quality || []).flatMap(qualityRows);
 
   const copy = isCopy || tk.prints > 0;
   const c = tk.cancellation;
@@ -121,7 +148,7 @@ function render() {
       fact('contract', tk.contract_id),
       fact('operator', tk.operator)),
     el('table', { class: 'weighings' },
-      el('thead', {}, el('tr', {}, ...['step', 'weight', 'date', 'time', 'alibi', 'scale', 'source'].map((k) => el('th', {}, t(k))))),
+      el('thead', {}, el('tr', {}, ...['step', 'weight', 'dateTime', 'alibiScale', 'source', 'weigher'].map((k) => el('th', {}, t(k))))),
       el('tbody', {}, ...rows)),
     tk.tare_source === 'stored'
       ? el('p', { class: 'stored-tare-note', id: 'stored-tare-note' },
