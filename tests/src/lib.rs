@@ -15,6 +15,36 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+/// Agent tables for a simulated weighbridge: a SysTec terminal, a grain
+/// analyzer, and simulated lights, barriers and two light barriers (front
+/// interrupted = high, rear interrupted = low, as wired on real sites).
+pub const SIMULATED_SITE: &str = r#"
+[simulation]
+enabled = true
+scale_id = "sim-bridge-1"
+
+[site_io]
+input_poll_ms = 20
+[site_io.entry_light]
+red = { kind = "simulated" }
+green = { kind = "simulated" }
+[site_io.exit_light]
+red = { kind = "simulated" }
+green = { kind = "simulated" }
+[site_io.entry_barrier]
+kind = "simulated"
+[site_io.exit_barrier]
+kind = "simulated"
+[[site_io.position_sensors]]
+name = "front"
+pin = { kind = "simulated" }
+blocked_when = "high"
+[[site_io.position_sensors]]
+name = "rear"
+pin = { kind = "simulated" }
+blocked_when = "low"
+"#;
+
 /// A free TCP port on 127.0.0.1 (bound and released). Never the same port
 /// twice in one test process: tests run in parallel, and two of them
 /// handed the same port would share a broker, where boxes with the same

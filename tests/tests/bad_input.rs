@@ -375,7 +375,7 @@ async fn bad_weighing_requests_and_bad_master_data_are_refused_by_name() {
             "/api/v1/simulation/sensors/front",
             r#"{"blocked": true}"#,
             404,
-            "sensor.front",
+            "no simulated position sensor \"front\"; configured: none",
         ),
         ("GET", "/api/v1/site", "", 404, "site_io"),
     ];

@@ -12,34 +12,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use valeo_system_tests::{Edge, eventually, free_port, get_json};
-
-const SITE: &str = r#"
-[simulation]
-enabled = true
-scale_id = "sim-bridge-1"
-
-[site_io]
-input_poll_ms = 20
-[site_io.entry_light]
-red = { kind = "simulated" }
-green = { kind = "simulated" }
-[site_io.exit_light]
-red = { kind = "simulated" }
-green = { kind = "simulated" }
-[site_io.entry_barrier]
-kind = "simulated"
-[site_io.exit_barrier]
-kind = "simulated"
-[[site_io.position_sensors]]
-name = "front"
-pin = { kind = "simulated" }
-blocked_when = "high"
-[[site_io.position_sensors]]
-name = "rear"
-pin = { kind = "simulated" }
-blocked_when = "low"
-"#;
+use valeo_system_tests::{Edge, SIMULATED_SITE, eventually, free_port, get_json};
 
 async fn send(
     http: &reqwest::Client,
@@ -70,7 +43,7 @@ async fn site_is(http: &reqwest::Client, edge: &Edge, want: Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_truck_is_weighed_only_when_positioned_and_leaves_after_the_record() {
     let dir = tempfile::tempdir().unwrap();
-    let edge = Edge::start_with(dir.path(), "site-box", free_port(), SITE)
+    let edge = Edge::start_with(dir.path(), "site-box", free_port(), SIMULATED_SITE)
         .await
         .unwrap();
     let http = reqwest::Client::new();

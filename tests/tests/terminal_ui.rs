@@ -15,25 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
-use valeo_system_tests::{Central, Edge, eventually, free_port, get_json};
-
-const SIMULATION: &str = r#"
-[simulation]
-enabled = true
-scale_id = "sim-bridge-1"
-
-[site_io]
-[site_io.entry_light]
-red = { kind = "simulated" }
-green = { kind = "simulated" }
-[site_io.exit_light]
-red = { kind = "simulated" }
-green = { kind = "simulated" }
-[site_io.entry_barrier]
-kind = "simulated"
-[site_io.exit_barrier]
-kind = "simulated"
-"#;
+use valeo_system_tests::{Central, Edge, SIMULATED_SITE, eventually, free_port, get_json};
 
 /// The demo's master data with the stored tare weighed today, so the test
 /// does not age out of the stored-tare rule.
@@ -71,7 +53,7 @@ async fn an_operator_works_the_terminal_in_a_browser() {
     .await
     .unwrap();
     central.put_master_data(&master_data()).await.unwrap();
-    let edge = Edge::start_with(dir.path(), "ui-box", mqtt_port, SIMULATION)
+    let edge = Edge::start_with(dir.path(), "ui-box", mqtt_port, SIMULATED_SITE)
         .await
         .unwrap();
     edge.wait_master_data(1).await.unwrap();

@@ -92,6 +92,23 @@ pub(super) async fn set_sensor(
         Ok(r) => r,
         Err(answer) => return answer.into_response(),
     };
+    let sensors: Vec<String> = sim
+        .pins
+        .names()
+        .iter()
+        .filter_map(|pin| pin.strip_prefix("sensor.").map(str::to_owned))
+        .collect();
+    if !sensors.contains(&name) {
+        return Problem::not_found(format!(
+            "no simulated position sensor {name:?}; configured: {}",
+            if sensors.is_empty() {
+                "none".to_owned()
+            } else {
+                sensors.join(", ")
+            }
+        ))
+        .into_response();
+    }
     match sim.pins.set_sensor_blocked(&name, request.blocked) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => Problem::not_found(error.to_string()).into_response(),
