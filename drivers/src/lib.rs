@@ -13,6 +13,8 @@
 
 /// Grain analyzers (moisture, hectolitre weight, protein) read over a serial line or TCP.
 pub mod analyzer;
+/// Modbus TCP and RTU devices: register maps, polling, writes, a simulator.
+pub mod modbus;
 pub mod scale;
 pub mod sim;
 /// Traffic lights, barriers and vehicle-position sensors at the platform, with the weighing interlock.
