@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 use valeo_drivers::analyzer::AnalyzerConfig;
+use valeo_drivers::modbus::map::LineConfig;
 use valeo_drivers::scale::config::Protocol;
 use valeo_drivers::scale::device::ScaleConfig;
 use valeo_drivers::scale::reading::Weight;
@@ -47,6 +48,9 @@ pub struct EdgeConfig {
     /// Grain analyzers whose results can be attached to tickets.
     #[serde(default)]
     pub analyzers: Vec<AnalyzerConfig>,
+    /// Modbus lines (serial RTU or TCP endpoints) with their devices.
+    #[serde(default)]
+    pub modbus: Vec<LineConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -280,6 +284,19 @@ impl EdgeConfig {
             scale
                 .validate()
                 .map_err(|e| anyhow::anyhow!("[[scales]] {e}"))?;
+        }
+        let (mut line_ids, mut modbus_ids) = (HashSet::new(), HashSet::new());
+        for line in &config.modbus {
+            line.validate()
+                .map_err(|e| anyhow::anyhow!("[[modbus]] {e}"))?;
+            if !line_ids.insert(line.id.as_str()) {
+                anyhow::bail!("[[modbus]] line id {:?} is used twice", line.id);
+            }
+            for device in &line.devices {
+                if !modbus_ids.insert(device.id.as_str()) {
+                    anyhow::bail!("[[modbus]] device id {:?} is used on two lines", device.id);
+                }
+            }
         }
         let mut analyzer_ids = HashSet::new();
         for analyzer in &config.analyzers {

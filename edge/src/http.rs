@@ -4,11 +4,13 @@
 //! Errors are problem+json; the operator sees why a weighing was refused
 //! (not stable, below minimum load, no such ticket) and nothing internal.
 
+mod modbus;
 mod simulation;
 mod terminal;
 mod tickets;
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -19,6 +21,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use valeo_drivers::analyzer::AnalyzerError;
+use valeo_drivers::modbus::poller::LineHandle;
 use valeo_drivers::scale::ScaleError;
 use valeo_drivers::sim::truck::TruckScale;
 use valeo_drivers::site_io::{InterlockError, SimulatedPins};
@@ -35,6 +38,8 @@ pub struct AppState {
     pub device_id: String,
     /// The simulated weighbridge, when `[simulation]` is enabled.
     pub simulation: Option<Simulation>,
+    /// The Modbus lines the agent polls.
+    pub modbus: Arc<Vec<LineHandle>>,
 }
 
 /// What a simulating agent lets the API drive.
@@ -54,6 +59,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/master-data", get(tickets::master_data))
         .route("/api/v1/site", get(site))
         .route("/api/v1/analyzers", get(analyzers))
+        .route("/api/v1/modbus", get(modbus::list))
+        .route("/api/v1/modbus/{device}/{point}", post(modbus::write))
         .route("/api/v1/tickets", get(tickets::list).post(tickets::open))
         .route("/api/v1/tickets/{ticket_no}", get(tickets::get))
         .route(
@@ -316,6 +323,18 @@ async fn health(State(state): State<AppState>) -> Response {
     if let Some(error) = &master.last_error {
         alarms.push(error.clone());
     }
+    let modbus_health: Vec<_> = state
+        .modbus
+        .iter()
+        .flat_map(|line| {
+            line.devices()
+                .iter()
+                .map(|(_, rx)| rx.borrow().health.clone())
+        })
+        .collect();
+    for device in modbus_health.iter().filter(|d| d.degraded) {
+        alarms.push(format!("modbus device {:?} degraded", device.device_id));
+    }
     let healthy =
         outbox.is_some() && !disk_alarm && !pin_fault && scales.iter().all(|s| s.connected);
     let body = serde_json::json!({
@@ -338,6 +357,7 @@ async fn health(State(state): State<AppState>) -> Response {
         "alarms": alarms,
         "uplink": uplink,
         "scales": scales,
+        "modbus": modbus_health,
     });
     let code = if healthy {
         StatusCode::OK
@@ -441,6 +461,53 @@ async fn metrics(State(state): State<AppState>) -> Response {
             f64::from(u8::from(site.status().borrow().pin_fault)),
         );
     }
+    let modbus: Vec<_> = state
+        .modbus
+        .iter()
+        .flat_map(|line| {
+            line.devices()
+                .iter()
+                .map(|(_, rx)| rx.borrow().health.clone())
+        })
+        .collect();
+    let per_device = |f: fn(&valeo_drivers::modbus::poller::DeviceHealth) -> f64| {
+        modbus.iter().map(move |h| (h.device_id.as_str(), f(h)))
+    };
+    m.by_label(
+        "valeo_edge_modbus_requests_total",
+        "Modbus requests sent.",
+        "counter",
+        "device",
+        per_device(|h| h.requests_total as f64),
+    )
+    .by_label(
+        "valeo_edge_modbus_requests_failed_total",
+        "Modbus requests that timed out or failed on the transport.",
+        "counter",
+        "device",
+        per_device(|h| h.requests_failed as f64),
+    )
+    .by_label(
+        "valeo_edge_modbus_exceptions_total",
+        "Modbus exception answers.",
+        "counter",
+        "device",
+        per_device(|h| h.exceptions_total as f64),
+    )
+    .by_label(
+        "valeo_edge_modbus_last_latency_seconds",
+        "Latency of the last answered request.",
+        "gauge",
+        "device",
+        per_device(|h| h.last_latency_ms.map_or(f64::NAN, |ms| ms / 1000.0)),
+    )
+    .by_label(
+        "valeo_edge_modbus_degraded",
+        "1 while the device is skipped after repeated failures.",
+        "gauge",
+        "device",
+        per_device(|h| f64::from(u8::from(h.degraded))),
+    );
     let views = scale_views(&state.workflow);
     let per_scale = |f: fn(&ScaleView) -> f64| views.iter().map(move |v| (v.id.as_str(), f(v)));
     m.by_label(

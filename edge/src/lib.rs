@@ -7,6 +7,7 @@
 //! - [`workflow`]: the weighbridge steps on top of the outbox;
 //! - [`http`]: the local API, the operator terminal and `/health`;
 //! - [`telemetry`]: live values for integrators, best effort;
+//! - [`modbus`]: Modbus values into telemetry and records;
 //! - [`demo`]: simulated traffic for demos;
 //! - [`run`]: wiring it together.
 
@@ -14,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod master_data;
+pub mod modbus;
 pub mod telemetry;
 pub mod workflow;
 
@@ -125,6 +127,7 @@ pub async fn run(
         VERSION,
     );
     let notify = uplink.clone();
+    let workflow_notify = OnRecord(Arc::new(move || notify.notify_new_records()));
     if config.telemetry.enabled {
         tokio::spawn(telemetry::run(
             scales.clone(),
@@ -146,9 +149,29 @@ pub async fn run(
         config.weighing.clone(),
         master,
         Arc::new(SystemClock),
-        OnRecord(Arc::new(move || notify.notify_new_records())),
+        workflow_notify.clone(),
     )?;
     workflow = workflow.with_analyzers(analyzers);
+    let modbus_lines = if config.modbus.is_empty() {
+        Vec::new()
+    } else {
+        let (changes_tx, changes) =
+            tokio::sync::mpsc::channel(valeo_drivers::modbus::poller::CHANGE_QUEUE_CAPACITY);
+        let lines: Vec<_> = config
+            .modbus
+            .iter()
+            .map(|line| valeo_drivers::modbus::poller::spawn(line.clone(), changes_tx.clone()))
+            .collect();
+        let notify = workflow_notify.clone();
+        tokio::spawn(modbus::run(
+            changes,
+            workflow.outbox().clone(),
+            Arc::new(SystemClock),
+            notify,
+        ));
+        tracing::info!(lines = lines.len(), "modbus polling");
+        lines
+    };
     // Pins of kind "simulated" land here; the simulation API drives them.
     let simulated_pins = site_io::SimulatedPins::new();
     if !config.site_io.is_empty() {
@@ -173,6 +196,7 @@ pub async fn run(
         workflow,
         uplink,
         device_id: config.device_id.clone(),
+        modbus: Arc::new(modbus_lines),
         simulation: simulated.as_ref().map(|(_, truck)| http::Simulation {
             truck: truck.clone(),
             pins: simulated_pins.clone(),

@@ -10,4 +10,5 @@
 
 pub mod map;
 pub mod plan;
+pub mod poller;
 pub mod sim;
