@@ -366,6 +366,14 @@ mod tests {
                 "device_id = \"b1\"\n[[scales]]\nid = \"s\"\n[scales.transport]\nkind = \"carrier-pigeon\"",
                 "carrier-pigeon",
             ),
+            (
+                "device_id = \"b1\"\n[simulation]\nenabled = true\n[[modbus]]\nid = \"l\"\n[modbus.transport]\nkind = \"tcp\"\naddress = \"127.0.0.1:502\"\n[[modbus.devices]]\nid = \"m\"\nunit = 1\npoints = []",
+                "address_base",
+            ),
+            (
+                "device_id = \"b1\"\n[simulation]\nenabled = true\n[[modbus]]\nid = \"l\"\n[modbus.transport]\nkind = \"tcp\"\naddress = \"127.0.0.1:502\"\n[[modbus.devices]]\nid = \"m\"\nunit = 1\naddress_base = 0\n[[modbus.devices.points]]\nname = \"p\"\ntable = \"coil\"\naddress = 0\ntype = \"f32\"",
+                "device \"m\" point \"p\"",
+            ),
         ];
         for (text, needle) in cases {
             let err = EdgeConfig::parse(text).unwrap_err().to_string();
