@@ -46,6 +46,7 @@ pub fn app(state: AppState, request_timeout_ms: u64) -> Router {
         .route("/api/v1/dead-letters", get(list_dead_letters))
         .route("/api/v1/weighings", get(list_weighings))
         .route("/api/v1/weighings/{id}", get(get_weighing))
+        .route("/api/v1/field-values", get(list_field_values))
         .route(
             "/api/v1/master-data",
             get(get_master_data).put(put_master_data),
@@ -353,4 +354,24 @@ async fn put_master_data(
         tracing::error!(%error, "master data stored but not published");
     }
     ([(header::ETAG, etag(data.version))], Json(data)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FieldValueParams {
+    device_id: Option<String>,
+}
+
+/// `GET /api/v1/field-values?device_id=`: the latest recorded value of each
+/// field-device point (Modbus points marked `record`), per box.
+async fn list_field_values(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<FieldValueParams>,
+) -> Response {
+    json_or_problem(
+        query(&state, move |store| {
+            store.field_values(params.device_id.as_deref())
+        })
+        .await,
+    )
 }

@@ -22,7 +22,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use valeo_records::master_data::MasterData;
 use valeo_records::ticket::{CancellationInfo, QualityEntry, TareSource};
-use valeo_records::{Ref, Ticket, TicketEvent};
+use valeo_records::{FieldValue, KIND_MODBUS_VALUE, Ref, Ticket, TicketEvent};
 use valeo_sync::outbox::open_durable;
 use valeo_sync::receiver::{BatchSink, CommitOutcome, DeadLetter, RejectReason, SinkError};
 use valeo_sync::wire::{Batch, GENESIS_HASH, Record};
@@ -115,6 +115,17 @@ CREATE TABLE IF NOT EXISTS devices (
     gap_seen_at TEXT,
     gaps_total INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS field_values (
+    device_id TEXT NOT NULL,
+    field_device TEXT NOT NULL,
+    point TEXT NOT NULL,
+    value TEXT NOT NULL,
+    unit TEXT,
+    at TEXT NOT NULL,
+    epoch TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (device_id, field_device, point)
+);
 CREATE TABLE IF NOT EXISTS master_data (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     version INTEGER NOT NULL,
@@ -206,6 +217,27 @@ impl Store {
             "tickets rebuilt from the raw records"
         );
         Ok(())
+    }
+
+    /// Latest recorded field-device values, of one box or all.
+    pub fn field_values(&self, device_id: Option<&str>) -> Result<Vec<FieldValueView>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare(
+            "SELECT device_id, field_device, point, value, unit, at FROM field_values
+             WHERE (?1 IS NULL OR device_id = ?1) ORDER BY device_id, field_device, point LIMIT 10000",
+        )?;
+        let rows = stmt.query_map(params![device_id], |r| {
+            let value: String = r.get(3)?;
+            Ok(FieldValueView {
+                device_id: r.get(0)?,
+                field_device: r.get(1)?,
+                point: r.get(2)?,
+                value: serde_json::from_str(&value).unwrap_or(serde_json::Value::Null),
+                unit: r.get(4)?,
+                at: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The master data document, if one was ever stored.
@@ -615,6 +647,9 @@ pub struct DeviceView {
 /// machine. An error here means the record is valid on the wire but not
 /// understood or not a possible step; the caller keeps it raw.
 fn materialize(tx: &rusqlite::Transaction<'_>, record: &Record) -> Result<(), String> {
+    if record.kind == KIND_MODBUS_VALUE {
+        return field_value(tx, record);
+    }
     let event = TicketEvent::from_record(&record.kind, &record.payload)
         .map_err(|e| format!("{} payload: {e}", record.kind))?
         .ok_or_else(|| format!("unknown record kind {:?}", record.kind))?;
@@ -636,6 +671,43 @@ fn materialize(tx: &rusqlite::Transaction<'_>, record: &Record) -> Result<(), St
         Ticket::apply(current.as_ref(), &record.device_id, &event).map_err(|e| e.to_string())?;
     let completes = matches!(event, TicketEvent::Second(_) | TicketEvent::StoredTare(_));
     upsert_ticket(tx, record, &ticket, completes).map_err(|e| e.to_string())
+}
+
+/// Keeps the latest recorded value of each field-device point; the history
+/// stays in `records`.
+fn field_value(tx: &rusqlite::Transaction<'_>, record: &Record) -> Result<(), String> {
+    let v: FieldValue = serde_json::from_value(record.payload.clone())
+        .map_err(|e| format!("{KIND_MODBUS_VALUE} payload: {e}"))?;
+    tx.execute(
+        "INSERT INTO field_values (device_id, field_device, point, value, unit, at, epoch, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (device_id, field_device, point) DO UPDATE SET value = excluded.value,
+             unit = excluded.unit, at = excluded.at, epoch = excluded.epoch, seq = excluded.seq
+         WHERE excluded.at >= field_values.at",
+        params![
+            record.device_id,
+            v.device_id,
+            v.point,
+            v.value.to_string(),
+            v.unit,
+            v.at,
+            record.epoch,
+            record.seq as i64
+        ],
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// The latest recorded value of a field-device point.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldValueView {
+    pub device_id: String,
+    pub field_device: String,
+    pub point: String,
+    pub value: serde_json::Value,
+    pub unit: Option<String>,
+    pub at: String,
 }
 
 fn upsert_ticket(

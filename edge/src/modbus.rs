@@ -10,12 +10,11 @@ use std::sync::Arc;
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::mpsc;
 use valeo_drivers::modbus::poller::{PointChange, Quality};
+use valeo_records::{FieldValue, KIND_MODBUS_VALUE};
 use valeo_sync::outbox::{Outbox, TelemetrySample};
 
 use crate::workflow::{Clock, OnRecord};
 
-/// `kind` of a recorded Modbus value.
-pub const KIND_MODBUS_VALUE: &str = "modbus.value";
 /// Most changes taken off the queue per batch.
 const MAX_CHANGES_PER_BATCH: usize = 500;
 
@@ -61,15 +60,16 @@ pub async fn run(
             .iter()
             .filter(|c| c.record && c.reading.quality == Quality::Good)
             .map(|c| {
+                let value = FieldValue {
+                    device_id: c.device_id.clone(),
+                    point: c.point.clone(),
+                    value: serde_json::to_value(&c.reading.value).unwrap_or_default(),
+                    unit: c.unit.clone(),
+                    at: rfc3339(c.reading.at_ms, now),
+                };
                 (
                     KIND_MODBUS_VALUE.to_owned(),
-                    serde_json::json!({
-                        "device_id": c.device_id,
-                        "point": c.point,
-                        "value": c.reading.value,
-                        "unit": c.unit,
-                        "at": rfc3339(c.reading.at_ms, now),
-                    }),
+                    serde_json::to_value(value).unwrap_or_default(),
                 )
             })
             .collect();

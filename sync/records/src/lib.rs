@@ -28,6 +28,24 @@ pub const KIND_REPRINT: &str = "ticket.reprinted";
 /// `kind` of quality analyzer values attached to a ticket.
 pub const KIND_QUALITY_SAMPLE: &str = "ticket.quality";
 
+/// `kind` of a recorded field-device value (a Modbus point marked `record`).
+pub const KIND_MODBUS_VALUE: &str = "modbus.value";
+
+/// Payload of [`KIND_MODBUS_VALUE`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldValue {
+    /// The field device (Modbus device id in the box's config).
+    pub device_id: String,
+    pub point: String,
+    /// A number, boolean or text, as decoded and scaled by the box.
+    pub value: serde_json::Value,
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// RFC 3339 UTC time of the reading.
+    pub at: String,
+}
+
 /// Whether goods come in (the truck arrives loaded) or go out (it arrives empty).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,0 +1,202 @@
+//! Modbus field devices through the real agent and central: the agent polls
+//! a simulated moisture analyzer and light controller over Modbus TCP,
+//! shows their values and health on its API, writes a coil on command, and
+//! a point marked `record` reaches central's field values exactly as read.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a failed step is the test failure; helpers here are test code"
+)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use valeo_drivers::modbus::sim::{SimBank, SimDevice, Tables, serve_tcp};
+use valeo_system_tests::{Central, Edge, eventually, free_port, get_json};
+
+fn tables(holding: &[(u16, u16)], coils: &[(u16, bool)]) -> Tables {
+    Tables {
+        holding_registers: holding.iter().copied().collect::<BTreeMap<_, _>>(),
+        coils: coils.iter().copied().collect(),
+        ..Tables::default()
+    }
+}
+
+fn agent_tables(address: &str) -> String {
+    format!(
+        r#"
+[simulation]
+enabled = true
+
+[[modbus]]
+id = "tcp-gw"
+[modbus.transport]
+kind = "tcp"
+address = "{address}"
+
+[[modbus.devices]]
+id = "moisture"
+unit = 7
+address_base = 1
+poll_interval_ms = 100
+[[modbus.devices.points]]
+name = "moisture"
+table = "holding_register"
+address = 1
+type = "u16"
+scale = 0.1
+unit = "%"
+deadband = 0.05
+record = true
+
+[[modbus.devices]]
+id = "lights"
+unit = 2
+address_base = 0
+poll_interval_ms = 100
+[[modbus.devices.points]]
+name = "red"
+table = "coil"
+address = 0
+type = "bool"
+access = "rw"
+[[modbus.devices.points]]
+name = "barrier"
+table = "coil"
+address = 1
+type = "bool"
+"#
+    )
+}
+
+async fn post(url: String, body: Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_values_are_polled_written_and_recorded_at_central() {
+    let moisture = SimDevice::new(7, tables(&[(0, 142)], &[]));
+    let lights = SimDevice::new(2, tables(&[], &[(0, false), (1, true)]));
+    let (addr, _server) = serve_tcp(
+        "127.0.0.1:0",
+        SimBank::new(vec![moisture.clone(), lights.clone()]),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mqtt_port = free_port();
+    let key = Edge::provision(dir.path(), "field-box").unwrap();
+    let central = Central::start(
+        dir.path(),
+        None,
+        Some((free_port(), mqtt_port)),
+        &[("field-box", key.as_str())],
+    )
+    .await
+    .unwrap();
+    let edge = Edge::start_with(
+        dir.path(),
+        "field-box",
+        mqtt_port,
+        &agent_tables(&addr.to_string()),
+    )
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+
+    let modbus_url = format!("{}/api/v1/modbus", edge.http_url);
+    let lines = eventually("modbus values at the box", Duration::from_secs(15), || {
+        let (http, url) = (http.clone(), modbus_url.clone());
+        async move {
+            get_json(&http, &url).await.filter(|l| {
+                l[0]["devices"][0]["points"]["moisture"]["quality"] == "good"
+                    && l[0]["devices"][1]["points"]["red"]["quality"] == "good"
+            })
+        }
+    })
+    .await
+    .unwrap();
+    let moisture_reading = &lines[0]["devices"][0]["points"]["moisture"];
+    assert!(
+        (moisture_reading["value"].as_f64().unwrap() - 14.2).abs() < 1e-9,
+        "{lines}"
+    );
+    assert_eq!(lines[0]["devices"][1]["health"]["success_rate"], 1.0);
+
+    // A command from the terminal: the light goes red on the device.
+    let (status, _) = post(
+        format!("{}/api/v1/modbus/lights/red", edge.http_url),
+        json!({"value": true, "by": "terminal:Anna"}),
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert_eq!(lights.coil(0), Some(true));
+    let (status, problem) = post(
+        format!("{}/api/v1/modbus/lights/barrier", edge.http_url),
+        json!({"value": false}),
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("read-only"),
+        "{problem}"
+    );
+    let (status, problem) = post(
+        format!("{}/api/v1/modbus/silo/level", edge.http_url),
+        json!({"value": 1}),
+    )
+    .await;
+    assert_eq!(status, 404, "{problem}");
+
+    // The analyzer measures a new sample: the record reaches central.
+    moisture.set_holding(0, 157);
+    let url = format!(
+        "{}/api/v1/field-values?device_id=field-box",
+        central.http_url
+    );
+    let values = eventually(
+        "the recorded moisture at central",
+        Duration::from_secs(20),
+        || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                get_json(&http, &url).await.filter(|v| {
+                    v.as_array().is_some_and(|a| {
+                        a.iter().any(|f| {
+                            f["point"] == "moisture"
+                                && (f["value"].as_f64().unwrap_or(0.0) - 15.7).abs() < 1e-9
+                        })
+                    })
+                })
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(values[0]["field_device"], "moisture", "{values}");
+    assert_eq!(values[0]["unit"], "%");
+    assert_eq!(
+        values.as_array().unwrap().len(),
+        1,
+        "only the point marked record: {values}"
+    );
+
+    let metrics = reqwest::get(format!("{}/metrics", edge.http_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("valeo_edge_modbus_requests_total{device=\"lights\"}"),
+        "{metrics}"
+    );
+}
