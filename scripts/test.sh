@@ -9,13 +9,16 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # System packages: Mosquitto for the broker-agnostic tests, a C compiler
 # for the bundled SQLite, Chromium and Node.js for the operator-terminal
-# browser test.
+# browser test, mbpoll and Python's venv for the Modbus peer tests.
 missing=()
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || missing+=(mosquitto)
 command -v cc >/dev/null || missing+=(gcc libc6-dev)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+command -v mbpoll >/dev/null || missing+=(mbpoll)
+# Debian ships venv's ensurepip in python3-venv (which pulls in python3).
+[ -x .venv/bin/python ] || python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "==> installing ${missing[*]}"
     as_root apt-get update -qq
@@ -32,6 +35,12 @@ fi
 # file; it drives the system Chromium, nothing is downloaded besides npm.
 echo "==> npm ci (tests/browser)"
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+
+# pymodbus for the Modbus peer test, pinned by tests/peers/requirements.txt,
+# in a venv at the workspace root (.venv, ignored by git).
+echo "==> python venv (tests/peers)"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install --quiet --disable-pip-version-check -r tests/peers/requirements.txt
 
 echo "==> cargo fmt --check"
 cargo fmt --all --check
