@@ -157,6 +157,22 @@ async fn every_table_and_order_reads_and_writes_come_back() {
         .unwrap();
     assert_eq!(device.holding(2), Some(250));
     assert_eq!(device.holding(3).map(|v| v & 0b10), Some(0b10));
+    // A device without function 22: the bit is set by read-modify-write,
+    // the register's other bits stay.
+    device.set_holding(3, 0b1001);
+    device.set_behaviour(Behaviour {
+        no_mask_write: true,
+        ..Behaviour::default()
+    });
+    line.write("meter", "flags_bit1", Value::Bool(true))
+        .await
+        .unwrap();
+    assert_eq!(device.holding(3), Some(0b1011));
+    line.write("meter", "flags_bit1", Value::Bool(false))
+        .await
+        .unwrap();
+    assert_eq!(device.holding(3), Some(0b1001));
+    device.set_behaviour(Behaviour::default());
     assert_eq!(device.coil(0), Some(true));
     snapshot_where(&line, 0, "written values read back", |s| {
         value(s, "setpoint") == Some(Value::UInt(250))

@@ -4,7 +4,8 @@
 // Drives the real pages in headless Chromium through one working day:
 // language switch, a refused weighing, two-step tickets (with who weighed
 // them on the ticket), cancel, stored tare, manual entry, quality by hand
-// and from the grain analyzer, site lights, simulated position sensors. Each step logs a line; on
+// and from the grain analyzer, site lights, simulated position sensors, no
+// field devices panel without Modbus lines. Each step logs a line; on
 // failure a screenshot and the page HTML go to tests/browser/artifacts/.
 import { chromium } from 'playwright-core';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -217,8 +218,14 @@ async function main() {
   let t1; let t2; let t3; let t4;
 
   await run('1 open terminal, switch language, set operator', async () => {
+    const modbus = page.waitForResponse((r) => new URL(r.url()).pathname === '/api/v1/modbus');
     const res = await page.goto(`${BASE}/`);
     assert(res && res.ok(), `GET / answered ${res && res.status()}`);
+    // No Modbus lines on this agent: the field devices panel stays hidden.
+    const lines = await (await modbus).json();
+    assert(Array.isArray(lines) && lines.length === 0, `GET /api/v1/modbus answered ${JSON.stringify(lines)}, expected []`);
+    await page.waitForFunction(() => document.querySelector('#modbus')?.dataset.polled === 'true');
+    assert(await page.locator('#modbus').isHidden(), 'field devices panel shown although the agent has no Modbus lines');
     await page.locator('#sim').waitFor({ state: 'visible', timeout: WAIT_MS })
       .catch(() => { throw new Error('simulation panel not shown: does the agent simulate a scale (GET /api/v1/simulation)?'); });
     await page.click('#lang-en');

@@ -543,6 +543,18 @@ pub enum Value {
     Text(String),
 }
 
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::UInt(u) => write!(f, "{u}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::Text(t) => write!(f, "{t:?}"),
+        }
+    }
+}
+
 impl Value {
     /// The number, for deadbands (`None` for text).
     pub fn as_f64(&self) -> Option<f64> {
@@ -681,7 +693,7 @@ pub fn encode(point: &PointConfig, value: &Value) -> Result<Vec<u16>, CodecError
     };
     if point.table.is_bits() || point.data_type == DataType::Bool {
         let Value::Bool(b) = value else {
-            return Err(bad(format!("needs true or false, got {value:?}")));
+            return Err(bad(format!("needs true or false, got {value}")));
         };
         if point.table.is_bits() {
             return Ok(vec![u16::from(*b)]);
@@ -704,7 +716,7 @@ pub fn encode(point: &PointConfig, value: &Value) -> Result<Vec<u16>, CodecError
     }
     let number = value
         .as_f64()
-        .ok_or_else(|| bad(format!("needs a number, got {value:?}")))?;
+        .ok_or_else(|| bad(format!("needs a number, got {value}")))?;
     let raw = (number - point.offset) / point.scale;
     let plain = point.scale == 1.0 && point.offset == 0.0;
     let whole = || -> Result<i128, CodecError> {
@@ -754,7 +766,7 @@ pub fn encode(point: &PointConfig, value: &Value) -> Result<Vec<u16>, CodecError
         }
         DataType::F64 => raw.to_be_bytes().to_vec(),
         DataType::Bool | DataType::String => {
-            return Err(bad(format!("needs text, got {value:?}")));
+            return Err(bad(format!("needs text, got {value}")));
         }
     };
     Ok(from_big_endian(&bytes, point.order))

@@ -49,9 +49,12 @@ pub struct PointReading {
     pub quality: Quality,
     /// Unix time of the reading in milliseconds.
     pub at_ms: u64,
-    /// Why the quality is bad.
+    /// Why the quality is bad. The value is then the last good one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    pub unit: Option<String>,
+    /// The point can be written (`access = "rw"`).
+    pub writable: bool,
 }
 
 /// Poll health of one device.
@@ -381,8 +384,10 @@ impl Line {
 
     /// Stores a reading and reports it when it moved beyond the deadband or
     /// its quality changed.
-    fn update(&mut self, d: usize, point: &PointConfig, reading: PointReading) {
+    fn update(&mut self, d: usize, point: &PointConfig, mut reading: PointReading) {
         let state = &self.devices[d];
+        reading.unit = point.unit.clone();
+        reading.writable = point.access == Access::ReadWrite;
         let mut report = false;
         state.snapshot.send_modify(|s| {
             let previous = s.points.get(&point.name);
@@ -399,9 +404,12 @@ impl Line {
                     (a, b) => a != b,
                 },
             };
-            if report || reading.quality == Quality::Good {
-                s.points.insert(point.name.clone(), reading.clone());
+            // A bad reading keeps the last good value, marked bad, so the
+            // operator still sees what it was.
+            if reading.quality == Quality::Bad && reading.value.is_none() {
+                reading.value = previous.and_then(|p| p.value.clone());
             }
+            s.points.insert(point.name.clone(), reading.clone());
         });
         if report {
             let change = PointChange {
@@ -480,6 +488,15 @@ impl Line {
         let mut last = None;
         for _ in 0..=device.retries {
             if let Err(error) = self.connect(&device).await {
+                // A request that could not even be sent failed too.
+                let message = error.to_string();
+                self.devices[d].snapshot.send_modify(|s| {
+                    let h = &mut s.health;
+                    h.requests_total += 1;
+                    h.requests_failed += 1;
+                    h.last_error = Some(message);
+                    h.success_rate = 1.0 - h.requests_failed as f64 / h.requests_total as f64;
+                });
                 last = Some(error);
                 continue;
             }
@@ -588,13 +605,44 @@ impl Line {
                 .await
             }
             (_, DataType::Bool) => {
-                // One bit of a register: change only that bit, in one request.
+                // One bit of a register: change only that bit, in one request
+                // (FC 22). Many field devices lack FC 22; for them read the
+                // register and write it back (FC 3 + FC 6), on this task, so no
+                // other request of ours can come in between.
                 let bit = 1u16 << p.bit.unwrap_or(0);
                 let or_mask = words.first().copied().unwrap_or(0) & bit;
-                self.call(d, move |ctx| {
-                    Box::pin(async move { ctx.masked_write_register(address, !bit, or_mask).await })
-                })
-                .await
+                let masked = self
+                    .call(d, move |ctx| {
+                        Box::pin(
+                            async move { ctx.masked_write_register(address, !bit, or_mask).await },
+                        )
+                    })
+                    .await;
+                match masked {
+                    Outcome::Exception(ExceptionCode::IllegalFunction) => {
+                        match self
+                            .call(d, move |ctx| {
+                                Box::pin(
+                                    async move { ctx.read_holding_registers(address, 1).await },
+                                )
+                            })
+                            .await
+                        {
+                            Outcome::Ok(current) => {
+                                let word = (current.first().copied().unwrap_or(0) & !bit) | or_mask;
+                                self.call(d, move |ctx| {
+                                    Box::pin(async move {
+                                        ctx.write_single_register(address, word).await
+                                    })
+                                })
+                                .await
+                            }
+                            Outcome::Exception(code) => Outcome::Exception(code),
+                            Outcome::Failed(error) => Outcome::Failed(error),
+                        }
+                    }
+                    other => other,
+                }
             }
             (_, _) if words.len() == 1 => {
                 let word = words[0];
@@ -636,6 +684,8 @@ fn good(value: Value, at_ms: u64) -> PointReading {
         quality: Quality::Good,
         at_ms,
         error: None,
+        unit: None,
+        writable: false,
     }
 }
 
@@ -645,6 +695,8 @@ fn bad(error: String, at_ms: u64) -> PointReading {
         quality: Quality::Bad,
         at_ms,
         error: Some(error),
+        unit: None,
+        writable: false,
     }
 }
 

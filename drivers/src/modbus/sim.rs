@@ -70,6 +70,8 @@ pub struct Behaviour {
     /// Every read (function 1–4) first increments each input register by 1
     /// (wrapping), so values change from poll to poll.
     pub changing: bool,
+    /// Lacks function 22 (mask write register), as many field devices do.
+    pub no_mask_write: bool,
 }
 
 #[derive(Debug, Default)]
@@ -348,6 +350,9 @@ impl Service for BankService {
             }
             if let Some(code) = behaviour.exception {
                 return Err(ExceptionCode::new(code));
+            }
+            if behaviour.no_mask_write && matches!(req.request, Request::MaskWriteRegister(..)) {
+                return Err(ExceptionCode::IllegalFunction);
             }
             device.execute(&req.request, behaviour.changing).map(Some)
         })

@@ -25,6 +25,9 @@ const state = {
   measuring: null, // analyzer id while a reading runs
   sensors: [], // names of simulated position sensors (pins sensor.<name>)
   sensorSet: {}, // name → {blocked, at}: what we last set, until the site status shows it
+  modbus: [], // GET /api/v1/modbus: lines with their devices' health and points
+  modbusReadOnly: new Set(), // device\npoint refused with 422: no toggle for it
+  modbusSet: {}, // device\npoint → {value, at}: last write, until a poll shows it
 };
 
 // ---------------------------------------------------------------- API
@@ -706,6 +709,137 @@ function renderSensors() {
   }
 }
 
+// ------------------------------------------------- Modbus field devices
+
+async function pollModbus() {
+  let next = 2000;
+  try {
+    const lines = await api('GET', '/api/v1/modbus');
+    state.modbus = Array.isArray(lines) ? lines : [];
+    $('modbus').dataset.stale = 'false';
+  } catch (e) {
+    // 404: an agent without the Modbus API; look again rarely.
+    if (e.status === 404) { state.modbus = []; next = 30000; }
+    $('modbus').dataset.stale = 'true';
+  }
+  $('modbus').dataset.polled = 'true';
+  renderModbus();
+  setTimeout(pollModbus, next);
+}
+
+const mbKey = (device, point) => `${device}\n${point}`;
+
+// The poll is the truth; what we last wrote bridges the moment until the
+// device has been read again (or a few seconds have passed).
+function mbValue(device, point, reading) {
+  const key = mbKey(device, point);
+  const set = state.modbusSet[key];
+  if (set && reading?.value !== set.value && Date.now() - set.at < 3000) return set.value;
+  delete state.modbusSet[key];
+  return reading?.value;
+}
+
+function mbFormat(v) {
+  if (typeof v === 'boolean') return t(v ? 'on' : 'off');
+  if (typeof v === 'number') return formatNumber(v);
+  return v === null || v === undefined || v === '' ? '—' : String(v);
+}
+
+// Update in place, keyed by data-<attr>: the list is polled every 2 s and
+// a rebuild would swallow a tap that lands during it.
+function syncChildren(parent, attr, keys, make, update) {
+  const old = new Map([...parent.children].map((c) => [c.dataset[attr], c]));
+  keys.forEach((key, i) => {
+    const node = old.get(key) || make(key);
+    old.delete(key);
+    update(node, key);
+    if (parent.children[i] !== node) parent.insertBefore(node, parent.children[i] || null);
+  });
+  for (const node of old.values()) node.remove();
+}
+
+function renderModbus() {
+  const devices = state.modbus.flatMap((line) => (line.devices || [])
+    .filter((d) => d?.health?.device_id)
+    .map((d) => ({ line: line.line_id, ...d })));
+  $('modbus').hidden = devices.length === 0;
+  const byId = new Map(devices.map((d) => [d.health.device_id, d]));
+  syncChildren($('modbus-devices'), 'device', [...byId.keys()],
+    (id) => el('li', { class: 'card modbus-device', dataset: { device: id } },
+      el('div', { class: 'card-info' },
+        el('strong', { class: 'mb-id' }, id),
+        el('span', { class: 'chip mb-status' }),
+        el('span', { class: 'mb-stats num' }),
+        el('span', { class: 'sub mb-where' })),
+      el('ul', { class: 'mb-points' })),
+    (li, id) => renderDevice(li, byId.get(id)));
+}
+
+function renderDevice(li, d) {
+  const h = d.health;
+  const failing = !h.degraded && h.consecutive_failures > 0;
+  const chip = li.querySelector('.mb-status');
+  chip.dataset.status = h.degraded ? 'degraded' : failing ? 'error' : 'ok';
+  chip.textContent = h.degraded ? t('mbDegraded') : failing ? h.last_error || t('mbFailing') : t('mbOk');
+  chip.title = h.last_error || '';
+  const rate = typeof h.success_rate === 'number' ? t('mbRate', { v: formatNumber(Math.round(h.success_rate * 1000) / 10) }) : '';
+  const lat = h.last_latency_ms;
+  const ms = typeof lat !== 'number' ? '' : lat < 0.1 ? `< ${formatNumber(0.1)} ms` : `${formatNumber(Math.round(lat * 10) / 10)} ms`;
+  li.querySelector('.mb-stats').textContent = [rate, ms].filter(Boolean).join(' · ');
+  li.querySelector('.mb-where').textContent = `${d.line} · ${t('mbUnit', { u: h.unit })}`;
+
+  const points = d.points || {};
+  syncChildren(li.querySelector('.mb-points'), 'point', Object.keys(points),
+    (name) => el('li', { class: 'modbus-point', dataset: { point: name } },
+      el('span', { class: 'mp-name' }, name), ' = ', el('strong', { class: 'mp-value num' })),
+    (item, name) => renderPoint(item, h.device_id, name, points[name]));
+}
+
+function renderPoint(item, device, name, reading) {
+  const good = reading?.quality === 'good';
+  const value = mbValue(device, name, reading);
+  item.dataset.quality = good ? 'good' : 'bad';
+  item.title = good ? '' : reading?.error || '';
+  const v = item.querySelector('.mp-value');
+  v.textContent = mbFormat(value);
+  if (typeof value === 'boolean') v.dataset.on = String(value); else delete v.dataset.on;
+
+  let b = item.querySelector('.modbus-toggle');
+  const want = typeof value === 'boolean' && !state.modbusReadOnly.has(mbKey(device, name));
+  if (!want) { b?.remove(); return; }
+  if (!b) {
+    b = el('button', { type: 'button', class: 'modbus-toggle secondary', dataset: { device, point: name } });
+    item.append(b);
+  }
+  const label = t(value ? 'switchOff' : 'switchOn');
+  b.textContent = label;
+  b.setAttribute('aria-label', `${name}: ${label}`);
+  b.dataset.value = String(value);
+  // No write on a bad reading: the device is not answering anyway.
+  if (b.getAttribute('aria-busy') !== 'true') b.disabled = !good;
+}
+
+function toggleModbus(b) {
+  const { device, point } = b.dataset;
+  const value = b.dataset.value !== 'true';
+  act(b, async () => {
+    b.setAttribute('aria-busy', 'true');
+    try {
+      await api('POST', `/api/v1/modbus/${encodeURIComponent(device)}/${encodeURIComponent(point)}`,
+        { value, by: `terminal:${operatorName()}` });
+      state.modbusSet[mbKey(device, point)] = { value, at: Date.now() };
+    } catch (e) {
+      // The GET does not say which points are writable: a 422 does.
+      if (e.status === 422) state.modbusReadOnly.add(mbKey(device, point));
+      throw e;
+    } finally {
+      b.removeAttribute('aria-busy');
+      renderModbus();
+    }
+    return null;
+  }, { refresh: false });
+}
+
 // -------------------------------------------------------------- start
 
 function setup() {
@@ -729,6 +863,7 @@ function setup() {
     if (state.site) renderSite();
     renderAnalyzers();
     renderSensors();
+    renderModbus();
   });
 
   $('error-dismiss').addEventListener('click', hideError);
@@ -776,6 +911,10 @@ function setup() {
   $('open-tickets').addEventListener('click', onRowClick);
   $('recent-tickets').addEventListener('click', onRowClick);
   setupDialogs();
+  $('modbus-devices').addEventListener('click', (ev) => {
+    const b = ev.target.closest('button.modbus-toggle');
+    if (b && !b.disabled) toggleModbus(b);
+  });
 
   renderLive();
   renderMasterData();
@@ -788,6 +927,7 @@ function setup() {
   pollSite();
   setupSimulation();
   loadAnalyzers();
+  pollModbus();
   // Other terminals or the uplink may change tickets and master data.
   setInterval(loadTickets, 10000);
   setInterval(loadMasterData, 60000);
