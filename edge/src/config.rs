@@ -148,6 +148,10 @@ pub struct SimulationConfig {
     /// an alibi number, as legal-for-trade tickets need.
     #[serde(default = "default_sim_protocol")]
     pub protocol: Protocol,
+    /// Simulated Modbus field devices: a moisture analyzer and a light
+    /// controller on an RS-485 line, ten silo sensors over TCP.
+    #[serde(default)]
+    pub modbus: bool,
     /// A simulated grain analyzer on a pseudo-terminal, with this id.
     #[serde(default = "default_sim_analyzer_id")]
     pub analyzer_id: String,
@@ -235,6 +239,7 @@ impl Default for SimulationConfig {
             scale_id: default_sim_scale_id(),
             protocol: default_sim_protocol(),
             analyzer_id: default_sim_analyzer_id(),
+            modbus: false,
             auto_traffic: false,
             truck_interval_ms: default_truck_interval_ms(),
         }
@@ -320,6 +325,9 @@ impl EdgeConfig {
                 "[simulation] scale_id {:?} is also a configured [[scales]] id",
                 config.simulation.scale_id
             );
+        }
+        if config.simulation.modbus && !config.simulation.enabled {
+            anyhow::bail!("[simulation] modbus needs enabled = true");
         }
         if config.simulation.auto_traffic && !config.simulation.enabled {
             anyhow::bail!("[simulation] auto_traffic needs enabled = true");

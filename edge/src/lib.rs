@@ -8,7 +8,7 @@
 //! - [`http`]: the local API, the operator terminal and `/health`;
 //! - [`telemetry`]: live values for integrators, best effort;
 //! - [`modbus`]: Modbus values into telemetry and records;
-//! - [`demo`]: simulated traffic for demos;
+//! - [`demo`]: simulated traffic for demos; [`sim_field`]: simulated Modbus devices;
 //! - [`run`]: wiring it together.
 
 pub mod config;
@@ -16,6 +16,7 @@ pub mod demo;
 pub mod http;
 pub mod master_data;
 pub mod modbus;
+pub mod sim_field;
 pub mod telemetry;
 pub mod workflow;
 
@@ -152,13 +153,21 @@ pub async fn run(
         workflow_notify.clone(),
     )?;
     workflow = workflow.with_analyzers(analyzers);
-    let modbus_lines = if config.modbus.is_empty() {
+    let mut modbus_configs = config.modbus.clone();
+    let simulated_field = if config.simulation.modbus {
+        let field = sim_field::spawn().await?;
+        tracing::info!(lines = field.lines.len(), "simulated Modbus field devices");
+        modbus_configs.extend(field.lines.iter().cloned());
+        Some(field)
+    } else {
+        None
+    };
+    let modbus_lines = if modbus_configs.is_empty() {
         Vec::new()
     } else {
         let (changes_tx, changes) =
             tokio::sync::mpsc::channel(valeo_drivers::modbus::poller::CHANGE_QUEUE_CAPACITY);
-        let lines: Vec<_> = config
-            .modbus
+        let lines: Vec<_> = modbus_configs
             .iter()
             .map(|line| valeo_drivers::modbus::poller::spawn(line.clone(), changes_tx.clone()))
             .collect();
@@ -211,6 +220,7 @@ pub async fn run(
         .await?;
     drop(simulated);
     drop(simulated_analyzer);
+    drop(simulated_field);
     Ok(())
 }
 

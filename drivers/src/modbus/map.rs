@@ -620,7 +620,11 @@ fn from_big_endian(bytes: &[u8], order: Order) -> Vec<u16> {
 }
 
 fn scaled(point: &PointConfig, raw: f64) -> f64 {
-    raw * point.scale + point.offset
+    let value = raw * point.scale + point.offset;
+    // 121 × 0.1 is 12.100000000000001 in binary floating point; nobody's
+    // register map is finer than a nanounit.
+    let rounded = (value * 1e9).round() / 1e9;
+    if rounded.is_finite() { rounded } else { value }
 }
 
 /// Decodes a point from the registers it covers (or one bit for coils and

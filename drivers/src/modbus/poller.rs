@@ -195,6 +195,7 @@ pub fn spawn(line: LineConfig, changes: mpsc::Sender<PointChange>) -> LineHandle
             .collect();
         states.push(DeviceState {
             config: device.clone(),
+            reported: BTreeMap::new(),
             groups,
             degraded_until: None,
             snapshot: tx,
@@ -223,6 +224,9 @@ struct Group {
 
 struct DeviceState {
     config: DeviceConfig,
+    /// What was last reported per point: the deadband is measured from
+    /// there, so a slow drift is reported once it adds up.
+    reported: BTreeMap<String, (Option<Value>, Quality)>,
     groups: Vec<Group>,
     degraded_until: Option<Instant>,
     snapshot: watch::Sender<DeviceSnapshot>,
@@ -385,45 +389,47 @@ impl Line {
     /// Stores a reading and reports it when it moved beyond the deadband or
     /// its quality changed.
     fn update(&mut self, d: usize, point: &PointConfig, mut reading: PointReading) {
-        let state = &self.devices[d];
+        let state = &mut self.devices[d];
         reading.unit = point.unit.clone();
         reading.writable = point.access == Access::ReadWrite;
-        let mut report = false;
-        state.snapshot.send_modify(|s| {
-            let previous = s.points.get(&point.name);
-            report = match previous {
-                None => true,
-                Some(p) if p.quality != reading.quality => true,
-                Some(p) => match (&p.value, &reading.value) {
-                    (Some(a), Some(b)) => match (a.as_f64(), b.as_f64()) {
-                        (Some(x), Some(y)) => {
-                            (x - y).abs() > point.deadband || (point.deadband == 0.0 && x != y)
-                        }
-                        _ => a != b,
-                    },
-                    (a, b) => a != b,
+        let report = match state.reported.get(&point.name) {
+            None => true,
+            Some((_, quality)) if *quality != reading.quality => true,
+            // Still bad: said already.
+            Some(_) if reading.quality == Quality::Bad => false,
+            Some((before, _)) => match (before, &reading.value) {
+                (Some(a), Some(b)) => match (a.as_f64(), b.as_f64()) {
+                    (Some(x), Some(y)) if point.deadband > 0.0 => (x - y).abs() >= point.deadband,
+                    _ => a != b,
                 },
-            };
+                (a, b) => a != b,
+            },
+        };
+        state.snapshot.send_modify(|s| {
             // A bad reading keeps the last good value, marked bad, so the
             // operator still sees what it was.
             if reading.quality == Quality::Bad && reading.value.is_none() {
-                reading.value = previous.and_then(|p| p.value.clone());
+                reading.value = s.points.get(&point.name).and_then(|p| p.value.clone());
             }
             s.points.insert(point.name.clone(), reading.clone());
         });
-        if report {
-            let change = PointChange {
-                device_id: state.config.id.clone(),
-                point: point.name.clone(),
-                reading,
-                unit: point.unit.clone(),
-                record: point.record,
-            };
-            if self.changes.try_send(change).is_err() {
-                state
-                    .snapshot
-                    .send_modify(|s| s.health.changes_dropped += 1);
-            }
+        if !report {
+            return;
+        }
+        state
+            .reported
+            .insert(point.name.clone(), (reading.value.clone(), reading.quality));
+        let change = PointChange {
+            device_id: state.config.id.clone(),
+            point: point.name.clone(),
+            reading,
+            unit: point.unit.clone(),
+            record: point.record,
+        };
+        if self.changes.try_send(change).is_err() {
+            state
+                .snapshot
+                .send_modify(|s| s.health.changes_dropped += 1);
         }
     }
 
