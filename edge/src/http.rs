@@ -143,6 +143,19 @@ impl IntoResponse for WorkflowError {
     }
 }
 
+/// The poll health of every Modbus device on every line.
+fn modbus_health(state: &AppState) -> Vec<valeo_drivers::modbus::poller::DeviceHealth> {
+    state
+        .modbus
+        .iter()
+        .flat_map(|line| {
+            line.devices()
+                .iter()
+                .map(|(_, rx)| rx.borrow().health.clone())
+        })
+        .collect()
+}
+
 /// `GET /api/v1/site`: lights, barriers and position sensors; 404 when
 /// the site has none configured.
 async fn site(State(state): State<AppState>) -> Response {
@@ -323,15 +336,7 @@ async fn health(State(state): State<AppState>) -> Response {
     if let Some(error) = &master.last_error {
         alarms.push(error.clone());
     }
-    let modbus_health: Vec<_> = state
-        .modbus
-        .iter()
-        .flat_map(|line| {
-            line.devices()
-                .iter()
-                .map(|(_, rx)| rx.borrow().health.clone())
-        })
-        .collect();
+    let modbus_health = modbus_health(&state);
     for device in modbus_health.iter().filter(|d| d.degraded) {
         alarms.push(format!("modbus device {:?} degraded", device.device_id));
     }
@@ -461,15 +466,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             f64::from(u8::from(site.status().borrow().pin_fault)),
         );
     }
-    let modbus: Vec<_> = state
-        .modbus
-        .iter()
-        .flat_map(|line| {
-            line.devices()
-                .iter()
-                .map(|(_, rx)| rx.borrow().health.clone())
-        })
-        .collect();
+    let modbus = modbus_health(&state);
     let per_device = |f: fn(&valeo_drivers::modbus::poller::DeviceHealth) -> f64| {
         modbus.iter().map(move |h| (h.device_id.as_str(), f(h)))
     };
