@@ -321,3 +321,74 @@ async fn a_dead_device_on_a_shared_line_does_not_slow_the_live_ones() {
     );
     assert_eq!(dead_now.points["level"].quality, Quality::Bad);
 }
+
+/// A device whose replies arrive damaged: a flipped CRC byte, then a reply
+/// of the wrong length. Each is a failed request (never a value), the line
+/// recovers, and the next good reply is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_replies_are_failures_not_values() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_serial::{SerialPort, SerialStream};
+
+    let (mut device, port) = SerialStream::pair().unwrap();
+    let path = port.name().unwrap();
+    // The wire side: reply to each 8-byte read request of unit 1 (FC 3,
+    // one register) with 0x002A, damaged on the first two requests.
+    tokio::spawn(async move {
+        let _keep_open = port;
+        let mut request = [0u8; 8];
+        for n in 0u32.. {
+            if device.read_exact(&mut request).await.is_err() {
+                return;
+            }
+            let mut reply = vec![0x01, 0x03, 0x02, 0x00, 0x2A];
+            let crc = crc16(&reply);
+            reply.extend_from_slice(&crc.to_le_bytes());
+            match n {
+                0 => reply[6] ^= 0xFF,  // bad CRC
+                1 => reply.truncate(4), // too short: the frame never completes
+                _ => {}
+            }
+            if device.write_all(&reply).await.is_err() {
+                return;
+            }
+        }
+    });
+    let config: LineConfig = toml::from_str(&format!(
+        "id = \"noisy\"\n[transport]\nkind = \"serial\"\npath = \"{path}\"\nbaud = 19200\n{}",
+        "[[devices]]\nid = \"d\"\nunit = 1\naddress_base = 0\npoll_interval_ms = 50\ntimeout_ms = 200\nretries = 0\ndegrade_after_failures = 5\n\
+         [[devices.points]]\nname = \"v\"\ntable = \"holding_register\"\naddress = 0\ntype = \"u16\"\n"
+    ))
+    .unwrap();
+    let (tx, _changes) = mpsc::channel(64);
+    let line = poller::spawn(config, tx);
+    let s = snapshot_where(&line, 0, "a good value after the damaged ones", |s| {
+        s.points
+            .get("v")
+            .is_some_and(|p| p.quality == Quality::Good)
+    })
+    .await;
+    assert_eq!(value(&s, "v"), Some(Value::UInt(42)));
+    assert!(
+        s.health.requests_failed >= 2,
+        "both damaged replies failed: {:?}",
+        s.health
+    );
+    assert!(!s.health.degraded);
+}
+
+/// Modbus RTU CRC-16 (polynomial 0xA001, initial 0xFFFF).
+fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc = 0xFFFFu16;
+    for &b in bytes {
+        crc ^= u16::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xA001
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    crc
+}
