@@ -10,8 +10,8 @@ use valeo_sync::receiver::ConfigPublisher;
 
 use crate::store::{PutMasterDataError, Store};
 
-/// Publishes the stored master data (if any) to every registered device.
-/// Blocking reads; call from a blocking context or accept the short stall.
+/// Publishes the stored master data (if any) to every registered device;
+/// the database reads run on the blocking pool.
 pub async fn publish_to_all(store: &Store, publisher: &ConfigPublisher) -> anyhow::Result<usize> {
     let (data, devices) = {
         let store = store.clone();

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -187,14 +188,14 @@ pub fn spawn(line: LineConfig, changes: mpsc::Sender<PointChange>) -> LineHandle
             .groups()
             .into_iter()
             .map(|(name, interval_ms)| Group {
-                requests: plan(device, &name),
+                requests: Arc::new(plan(device, &name)),
                 interval: Duration::from_millis(interval_ms),
                 due: Instant::now(),
             })
             .filter(|g| !g.requests.is_empty())
             .collect();
         states.push(DeviceState {
-            config: device.clone(),
+            config: Arc::new(device.clone()),
             reported: BTreeMap::new(),
             groups,
             degraded_until: None,
@@ -217,13 +218,15 @@ pub fn spawn(line: LineConfig, changes: mpsc::Sender<PointChange>) -> LineHandle
 }
 
 struct Group {
-    requests: Vec<ReadRequest>,
+    /// Shared so a poll takes it without copying the plan.
+    requests: Arc<Vec<ReadRequest>>,
     interval: Duration,
     due: Instant,
 }
 
 struct DeviceState {
-    config: DeviceConfig,
+    /// Shared so each request takes it without copying every point.
+    config: Arc<DeviceConfig>,
     /// What was last reported per point: the deadband is measured from
     /// there, so a slow drift is reported once it adds up.
     reported: BTreeMap<String, (Option<Value>, Quality)>,
@@ -312,11 +315,11 @@ impl Line {
                 .snapshot
                 .send_modify(|s| s.health.degraded = false);
         }
-        let requests = self.devices[d].groups[g].requests.clone();
+        let requests = Arc::clone(&self.devices[d].groups[g].requests);
         let mut failed = None;
-        for request in &requests {
+        for request in requests.iter() {
             let outcome = self.read(d, request).await;
-            let config = self.devices[d].config.clone();
+            let config = Arc::clone(&self.devices[d].config);
             match outcome {
                 Outcome::Ok(regs) => {
                     let at_ms = now_ms();
@@ -489,7 +492,7 @@ impl Line {
         )
             -> Pin<Box<dyn Future<Output = tokio_modbus::Result<T>> + Send + 'c>>,
     {
-        let device = self.devices[d].config.clone();
+        let device = Arc::clone(&self.devices[d].config);
         let timeout_ms = device.timeout_ms;
         let mut last = None;
         for _ in 0..=device.retries {
@@ -578,7 +581,7 @@ impl Line {
             .iter()
             .position(|s| s.config.id == device)
             .ok_or_else(|| ModbusError::UnknownDevice(device.to_owned()))?;
-        let config = self.devices[d].config.clone();
+        let config = Arc::clone(&self.devices[d].config);
         let p = config
             .point(point)
             .cloned()

@@ -244,14 +244,32 @@ impl Ticket {
             )));
         }
         match (current, event) {
-            (None, TicketEvent::First(e)) => Ok(Ticket::opened(device_id, e)),
+            (None, TicketEvent::First(e)) => Ok(Ticket::new(
+                device_id,
+                ticket_no,
+                &e.plate,
+                e.direction,
+                &e.context,
+                &e.first,
+            )),
             (None, TicketEvent::StoredTare(e)) => {
-                check_net(ticket_no, &e.weighing.weight, &e.stored_tare.weight, e)?;
+                check_net(
+                    ticket_no,
+                    &e.weighing.weight,
+                    &e.stored_tare.weight,
+                    (e.gross, e.tare, e.net),
+                )?;
                 if e.stored_tare.source != StepSource::StoredTare {
                     return Err(inconsistent("the tare step is not a stored tare".into()));
                 }
-                let mut t = Ticket::new(device_id, ticket_no, &e.plate, e.direction, &e.context);
-                t.first = e.weighing.clone();
+                let mut t = Ticket::new(
+                    device_id,
+                    ticket_no,
+                    &e.plate,
+                    e.direction,
+                    &e.context,
+                    &e.weighing,
+                );
                 t.legal_for_trade =
                     e.weighing.is_legal_for_trade() && e.stored_tare.is_legal_for_trade();
                 t.second = Some(e.stored_tare.clone());
@@ -274,7 +292,12 @@ impl Ticket {
                             .into(),
                     ));
                 }
-                check_net(ticket_no, &t.first.weight, &e.second.weight, e)?;
+                check_net(
+                    ticket_no,
+                    &t.first.weight,
+                    &e.second.weight,
+                    (e.gross, e.tare, e.net),
+                )?;
                 let mut t = t.clone();
                 t.legal_for_trade = t.legal_for_trade && e.second.is_legal_for_trade();
                 t.second = Some(e.second.clone());
@@ -339,6 +362,7 @@ impl Ticket {
         plate: &str,
         direction: Direction,
         context: &TicketContext,
+        first: &WeighingStep,
     ) -> Ticket {
         Ticket {
             ticket_no,
@@ -352,63 +376,33 @@ impl Ticket {
             lot: context.lot.clone(),
             location: context.location.clone(),
             operator: context.operator.clone(),
-            first: WeighingStep {
-                scale_id: String::new(),
-                weight: Weight::new(0, 0, valeo_drivers::scale::reading::Unit::Kg),
-                alibi_id: None,
-                weighed_at: String::new(),
-                terminal_time: None,
-                source: StepSource::Scale,
-                manual_reason: None,
-                operator: None,
-            },
+            first: first.clone(),
             second: None,
             gross: None,
             tare: None,
             net: None,
             tare_source: None,
-            legal_for_trade: true,
+            legal_for_trade: first.is_legal_for_trade(),
             cancellation: None,
             quality: Vec::new(),
             prints: 0,
         }
     }
-
-    fn opened(device_id: &str, e: &FirstWeighing) -> Ticket {
-        let mut t = Ticket::new(device_id, e.ticket_no, &e.plate, e.direction, &e.context);
-        t.first = e.first.clone();
-        t.legal_for_trade = e.first.is_legal_for_trade();
-        t
-    }
 }
 
 /// Gross, tare and net a completing record claims must follow from its two
 /// weights: a record cannot smuggle in a different net.
-trait Totals {
-    fn totals(&self) -> (Weight, Weight, Weight);
-}
-impl Totals for SecondWeighing {
-    fn totals(&self) -> (Weight, Weight, Weight) {
-        (self.gross, self.tare, self.net)
-    }
-}
-impl Totals for StoredTareWeighing {
-    fn totals(&self) -> (Weight, Weight, Weight) {
-        (self.gross, self.tare, self.net)
-    }
-}
-
 fn check_net(
     ticket_no: u64,
     a: &Weight,
     b: &Weight,
-    claimed: &impl Totals,
+    claimed: (Weight, Weight, Weight),
 ) -> Result<(), TransitionError> {
     let computed = crate::gross_tare_net(a, b).map_err(|e| TransitionError::Inconsistent {
         ticket_no,
         reason: e.to_string(),
     })?;
-    let (gross, tare, net) = claimed.totals();
+    let (gross, tare, net) = claimed;
     if computed != (gross, tare, net) {
         return Err(TransitionError::Inconsistent {
             ticket_no,
