@@ -6,12 +6,14 @@
 //! - [`broker`]: the embedded rumqttd broker;
 //! - [`store`]: every SQL statement, the raw records and the materialised tickets;
 //! - [`master_data`]: publishing master data to the boxes;
+//! - [`live`]: the boxes' live values (telemetry), in memory;
 //! - [`api`]: the axum router and problem+json errors;
 //! - [`run`]: wiring it together.
 
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod live;
 pub mod master_data;
 pub mod store;
 
@@ -43,16 +45,19 @@ pub async fn run(
     if let Some(path) = &config.master_data_file {
         master_data::seed_from_file(&store, path)?;
     }
-    let (receiver, publisher) = valeo_sync::receiver::spawn_with_config(
-        &config.mqtt,
-        "valeo-central",
-        Arc::new(store.clone()),
-    );
+    let live = live::LiveValues::default();
+    let sink = live::CentralSink {
+        store: store.clone(),
+        live: live.clone(),
+    };
+    let (receiver, publisher) =
+        valeo_sync::receiver::spawn_with_config(&config.mqtt, "valeo-central", Arc::new(sink));
     master_data::publish_to_all(&store, &publisher).await?;
     let state = api::AppState {
         store,
         receiver,
         publisher,
+        live,
         version: VERSION,
     };
     let listener = tokio::net::TcpListener::bind(config.http.listen)

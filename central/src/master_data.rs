@@ -6,13 +6,13 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use valeo_sync::receiver::ConfigPublisher;
+use valeo_sync::receiver::DevicePublisher;
 
 use crate::store::{PutMasterDataError, Store};
 
 /// Publishes the stored master data (if any) to every registered device;
 /// the database reads run on the blocking pool.
-pub async fn publish_to_all(store: &Store, publisher: &ConfigPublisher) -> anyhow::Result<usize> {
+pub async fn publish_to_all(store: &Store, publisher: &DevicePublisher) -> anyhow::Result<usize> {
     let (data, devices) = {
         let store = store.clone();
         tokio::task::spawn_blocking(move || {

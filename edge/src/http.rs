@@ -10,7 +10,6 @@ mod terminal;
 mod tickets;
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -21,7 +20,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use valeo_drivers::analyzer::AnalyzerError;
-use valeo_drivers::modbus::poller::LineHandle;
 use valeo_drivers::scale::ScaleError;
 use valeo_drivers::sim::truck::TruckScale;
 use valeo_drivers::site_io::{InterlockError, SimulatedPins};
@@ -29,6 +27,7 @@ use valeo_process::problem::Problem;
 use valeo_records::TransitionError;
 use valeo_sync::uplink::UplinkHandle;
 
+use crate::field_commands::FieldWrites;
 use crate::workflow::{Workflow, WorkflowError};
 
 #[derive(Debug, Clone)]
@@ -38,8 +37,8 @@ pub struct AppState {
     pub device_id: String,
     /// The simulated weighbridge, when `[simulation]` is enabled.
     pub simulation: Option<Simulation>,
-    /// The Modbus lines the agent polls.
-    pub modbus: Arc<Vec<LineHandle>>,
+    /// The Modbus lines the agent polls, and writes to them.
+    pub field: FieldWrites,
 }
 
 /// What a simulating agent lets the API drive.
@@ -146,7 +145,8 @@ impl IntoResponse for WorkflowError {
 /// The poll health of every Modbus device on every line.
 fn modbus_health(state: &AppState) -> Vec<valeo_drivers::modbus::poller::DeviceHealth> {
     state
-        .modbus
+        .field
+        .lines()
         .iter()
         .flat_map(|line| {
             line.devices()

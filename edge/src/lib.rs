@@ -8,11 +8,13 @@
 //! - [`http`]: the local API, the operator terminal and `/health`;
 //! - [`telemetry`]: live values for integrators, best effort;
 //! - [`modbus`]: Modbus values into telemetry and records;
+//! - [`field_commands`]: writes to field devices, from the terminal and from central;
 //! - [`demo`]: simulated traffic for demos; [`sim_field`]: simulated Modbus devices;
 //! - [`run`]: wiring it together.
 
 pub mod config;
 pub mod demo;
+pub mod field_commands;
 pub mod http;
 pub mod master_data;
 pub mod modbus;
@@ -181,10 +183,25 @@ pub async fn run(
         tracing::info!(lines = lines.len(), "modbus polling");
         lines
     };
+    let modbus_lines = Arc::new(modbus_lines);
+    let field_writes = field_commands::FieldWrites::new(modbus_lines.clone(), &config.site_io);
+    if let Some(commands) = uplink.take_commands() {
+        tokio::spawn(field_commands::run(
+            commands,
+            field_writes.clone(),
+            workflow.outbox().clone(),
+            Arc::new(SystemClock),
+            workflow_notify.clone(),
+        ));
+    }
     // Pins of kind "simulated" land here; the simulation API drives them.
     let simulated_pins = site_io::SimulatedPins::new();
     if !config.site_io.is_empty() {
-        let site = site_io::spawn(config.site_io.clone(), Some(simulated_pins.clone()))?;
+        let sources = site_io::PinSources {
+            simulated: simulated_pins.clone(),
+            modbus: modbus_lines.to_vec(),
+        };
+        let site = site_io::spawn_with(config.site_io.clone(), &sources)?;
         if let Some(scale) = workflow.scales().first() {
             tokio::spawn(feed_platform_weight(scale.status(), site.clone()));
         }
@@ -205,7 +222,7 @@ pub async fn run(
         workflow,
         uplink,
         device_id: config.device_id.clone(),
-        modbus: Arc::new(modbus_lines),
+        field: field_writes,
         simulation: simulated.as_ref().map(|(_, truck)| http::Simulation {
             truck: truck.clone(),
             pins: simulated_pins.clone(),

@@ -2,6 +2,10 @@
 //! true`): a grain moisture analyzer and a traffic-light controller on one
 //! RS-485 line (Modbus RTU on a pseudo-terminal) and ten silo level sensors
 //! over Modbus TCP, with the `[[modbus]]` lines that poll them.
+//!
+//! The light controller (device `lights`) has coils for both lights, both
+//! barriers (which the demo's `[site_io]` drives through the interlock) and
+//! a yard lamp that the terminal and central may switch.
 
 use std::collections::BTreeMap;
 
@@ -56,7 +60,7 @@ unit = "kg/hl"
 id = "lights"
 unit = 2
 address_base = 0
-poll_interval_ms = 500
+poll_interval_ms = 250
 [[devices.points]]
 name = "entry_red"
 table = "coil"
@@ -70,7 +74,37 @@ address = 1
 type = "bool"
 access = "rw"
 [[devices.points]]
-name = "barrier_closed"
+name = "exit_red"
+table = "coil"
+address = 2
+type = "bool"
+access = "rw"
+[[devices.points]]
+name = "exit_green"
+table = "coil"
+address = 3
+type = "bool"
+access = "rw"
+[[devices.points]]
+name = "entry_barrier"
+table = "coil"
+address = 4
+type = "bool"
+access = "rw"
+[[devices.points]]
+name = "exit_barrier"
+table = "coil"
+address = 5
+type = "bool"
+access = "rw"
+[[devices.points]]
+name = "yard_lamp"
+table = "coil"
+address = 6
+type = "bool"
+access = "rw"
+[[devices.points]]
+name = "barrier_fault"
 table = "discrete_input"
 address = 0
 type = "bool"
@@ -102,8 +136,9 @@ pub async fn spawn() -> anyhow::Result<SimulatedField> {
     let lights = SimDevice::new(
         2,
         Tables {
-            coils: BTreeMap::from([(0, true), (1, false)]),
-            discrete_inputs: BTreeMap::from([(0, true)]),
+            // Lamps and barriers as a controller comes out of reset: all off.
+            coils: (0..7).map(|address| (address, false)).collect(),
+            discrete_inputs: BTreeMap::from([(0, false)]),
             ..Tables::default()
         },
     );

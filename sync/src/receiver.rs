@@ -111,6 +111,12 @@ pub trait BatchSink: Send + Sync + 'static {
     fn commit(&self, batch: &Batch) -> Result<CommitOutcome, SinkError>;
     /// Keeps a rejected message; failures are the sink's to log.
     fn dead_letter(&self, letter: DeadLetter);
+    /// A message on a device's telemetry topic (QoS 0, best effort), as
+    /// received: the sink decides what to keep. Called on the receiver's
+    /// task, so it must not block.
+    fn telemetry(&self, device_id: &str, payload: &[u8]) {
+        let _ = (device_id, payload);
+    }
 }
 
 /// Counters for `/health` and metrics.
@@ -162,23 +168,43 @@ pub fn spawn(
     spawn_with_config(broker, client_id, sink).0
 }
 
-/// Config documents waiting to be handed to the receiver task.
-const CONFIG_QUEUE_CAPACITY: usize = 1024;
+/// Config documents and commands waiting to be handed to the receiver task.
+const OUTGOING_QUEUE_CAPACITY: usize = 1024;
 
-/// Sends a device its configuration (retained, on its config topic) through
-/// the receiver's connection. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct ConfigPublisher {
-    tx: mpsc::Sender<(String, Bytes)>,
+/// Commands the receiver holds while the broker is unreachable or the MQTT
+/// client's queue is full; beyond, the oldest is dropped (it would expire).
+pub const MAX_QUEUED_COMMANDS: usize = 1024;
+
+/// What central sends to one device.
+#[derive(Debug)]
+enum Outgoing {
+    Config(String, Bytes),
+    Command(String, Bytes),
 }
 
-impl ConfigPublisher {
+/// Sends devices their configuration (retained, on their config topic) and
+/// commands through the receiver's connection. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct DevicePublisher {
+    tx: mpsc::Sender<Outgoing>,
+}
+
+impl DevicePublisher {
     /// Queues `payload` as `device_id`'s config. The newest document per
     /// device wins; it is published again after every reconnect, so a
     /// broker that lost its retained messages gets it back.
     pub async fn publish(&self, device_id: &str, payload: Bytes) -> Result<(), ReceiverGone> {
         self.tx
-            .send((device_id.to_owned(), payload))
+            .send(Outgoing::Config(device_id.to_owned(), payload))
+            .await
+            .map_err(|_| ReceiverGone)
+    }
+
+    /// Queues a command for `device_id` (QoS 1, not retained). It is held
+    /// while the broker is unreachable; commands carry their own expiry.
+    pub async fn command(&self, device_id: &str, payload: Bytes) -> Result<(), ReceiverGone> {
+        self.tx
+            .send(Outgoing::Command(device_id.to_owned(), payload))
             .await
             .map_err(|_| ReceiverGone)
     }
@@ -189,32 +215,65 @@ impl ConfigPublisher {
 #[error("the MQTT receiver has stopped")]
 pub struct ReceiverGone;
 
-/// [`spawn`], plus a handle to publish device configs on the same
-/// connection (one task owns the MQTT event loop).
+/// [`spawn`], plus a handle to publish device configs and commands on the
+/// same connection (one task owns the MQTT event loop).
 pub fn spawn_with_config(
     broker: &BrokerConfig,
     client_id: &str,
     sink: Arc<dyn BatchSink>,
-) -> (Arc<ReceiverCounters>, ConfigPublisher) {
+) -> (Arc<ReceiverCounters>, DevicePublisher) {
     let (client, events) = mqtt::connect(broker, client_id, None);
     let counters = Arc::new(ReceiverCounters::default());
-    let (tx, configs) = mpsc::channel(CONFIG_QUEUE_CAPACITY);
-    tokio::spawn(run(client, events, sink, Arc::clone(&counters), configs));
-    (counters, ConfigPublisher { tx })
+    let (tx, outgoing) = mpsc::channel(OUTGOING_QUEUE_CAPACITY);
+    tokio::spawn(run(client, events, sink, Arc::clone(&counters), outgoing));
+    (counters, DevicePublisher { tx })
 }
 
-/// The newest config per device and which of them the broker has not got.
+/// The newest config per device and which of them the broker has not got,
+/// and the commands not yet handed to the MQTT client.
 #[derive(Debug, Default)]
 struct Configs {
     latest: HashMap<String, Bytes>,
     unsent: HashSet<String>,
+    commands: std::collections::VecDeque<(String, Bytes)>,
 }
 
 impl Configs {
-    /// Queues unsent configs without waiting; what does not fit stays.
+    fn queue(&mut self, outgoing: Outgoing) {
+        match outgoing {
+            Outgoing::Config(device_id, payload) => {
+                self.unsent.insert(device_id.clone());
+                self.latest.insert(device_id, payload);
+            }
+            Outgoing::Command(device_id, payload) => {
+                if self.commands.len() >= MAX_QUEUED_COMMANDS {
+                    tracing::warn!(
+                        "{MAX_QUEUED_COMMANDS} commands waiting for the broker; dropping the oldest"
+                    );
+                    self.commands.pop_front();
+                }
+                self.commands.push_back((device_id, payload));
+            }
+        }
+    }
+
+    /// Queues unsent configs and commands without waiting; what does not fit stays.
     fn flush(&mut self, client: &AsyncClient, connected: bool) {
         if !connected {
             return;
+        }
+        while let Some((device_id, payload)) = self.commands.front() {
+            match client.try_publish(
+                topic::commands(device_id),
+                QoS::AtLeastOnce,
+                false,
+                payload.clone(),
+            ) {
+                Ok(()) => {
+                    self.commands.pop_front();
+                }
+                Err(_) => return,
+            }
         }
         let devices: Vec<String> = self.unsent.iter().cloned().collect();
         for device_id in devices {
@@ -245,7 +304,7 @@ async fn run(
     mut events: mpsc::Receiver<LinkEvent>,
     sink: Arc<dyn BatchSink>,
     counters: Arc<ReceiverCounters>,
-    mut config_rx: mpsc::Receiver<(String, Bytes)>,
+    mut outgoing: mpsc::Receiver<Outgoing>,
 ) {
     let mut configs = Configs::default();
     let mut connected = false;
@@ -268,9 +327,8 @@ async fn run(
                 configs.flush(&client, connected);
                 continue;
             }
-            Some((device_id, payload)) = config_rx.recv() => {
-                configs.unsent.insert(device_id.clone());
-                configs.latest.insert(device_id, payload);
+            Some(message) = outgoing.recv() => {
+                configs.queue(message);
                 configs.flush(&client, connected);
                 continue;
             }
@@ -280,8 +338,12 @@ async fn run(
                 counters.connected.store(true, Ordering::Relaxed);
                 connected = true;
                 configs.unsent = configs.latest.keys().cloned().collect();
-                if let Err(error) = client.try_subscribe(topic::ALL_RECORDS, QoS::AtLeastOnce) {
-                    tracing::error!(%error, "cannot subscribe to records");
+                let filters = [
+                    rumqttc::SubscribeFilter::new(topic::ALL_RECORDS.into(), QoS::AtLeastOnce),
+                    rumqttc::SubscribeFilter::new(topic::ALL_TELEMETRY.into(), QoS::AtMostOnce),
+                ];
+                if let Err(error) = client.try_subscribe_many(filters) {
+                    tracing::error!(%error, "cannot subscribe to records and telemetry");
                 }
             }
             LinkEvent::Disconnected { .. } => {
@@ -293,7 +355,9 @@ async fn run(
                 topic: name,
                 payload,
             } => {
-                if let Some((device_id, ack)) =
+                if let Some(device_id) = topic::device_of(&name, "telemetry") {
+                    sink.telemetry(device_id, &payload);
+                } else if let Some((device_id, ack)) =
                     handle_message(&name, &payload, &sink, &counters).await
                 {
                     pending_acks.insert(device_id, ack);

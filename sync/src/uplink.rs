@@ -102,6 +102,7 @@ pub struct UplinkHandle {
     new_records: Arc<Notify>,
     status: watch::Receiver<UplinkStatus>,
     config: watch::Receiver<Option<Bytes>>,
+    commands: Arc<std::sync::Mutex<Option<mpsc::Receiver<Bytes>>>>,
 }
 
 impl UplinkHandle {
@@ -120,7 +121,20 @@ impl UplinkHandle {
     pub fn config(&self) -> watch::Receiver<Option<Bytes>> {
         self.config.clone()
     }
+
+    /// The payloads central published on the device's commands topic, as
+    /// received; the first caller gets the receiver, later ones `None`.
+    pub fn take_commands(&self) -> Option<mpsc::Receiver<Bytes>> {
+        self.commands
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
 }
+
+/// Commands received and not yet taken by the agent; beyond, a command is
+/// dropped with a warning (central sees no result and reports it overdue).
+pub const COMMAND_QUEUE_CAPACITY: usize = 64;
 
 /// How often the uplink checks ack timeouts and looks for records even
 /// without a notification.
@@ -153,8 +167,10 @@ pub fn spawn(
     let new_records = Arc::new(Notify::new());
     let (status_tx, status) = watch::channel(UplinkStatus::default());
     let (config_tx, config_rx) = watch::channel(None);
+    let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
     let uplink = Uplink {
         config_tx,
+        commands_tx,
         config,
         outbox,
         key,
@@ -170,11 +186,13 @@ pub fn spawn(
         new_records,
         status,
         config: config_rx,
+        commands: Arc::new(std::sync::Mutex::new(Some(commands_rx))),
     }
 }
 
 struct Uplink {
     config_tx: watch::Sender<Option<Bytes>>,
+    commands_tx: mpsc::Sender<Bytes>,
     config: UplinkConfig,
     outbox: Outbox,
     key: DeviceKey,
@@ -214,11 +232,15 @@ impl Uplink {
             LinkEvent::Connected { session_present } => {
                 tracing::info!(
                     session_present,
-                    "uplink connected; subscribing to acks and config"
+                    "uplink connected; subscribing to acks, config and commands"
                 );
-                // One SUBSCRIBE for both, so one SUBACK says both are in place.
-                let filters = [topic::ack(&device_id), topic::config(&device_id)]
-                    .map(|path| SubscribeFilter::new(path, QoS::AtLeastOnce));
+                // One SUBSCRIBE for all, so one SUBACK says all are in place.
+                let filters = [
+                    topic::ack(&device_id),
+                    topic::config(&device_id),
+                    topic::commands(&device_id),
+                ]
+                .map(|path| SubscribeFilter::new(path, QoS::AtLeastOnce));
                 if let Err(error) = self.client.try_subscribe_many(filters) {
                     tracing::warn!(%error, "could not queue the subscriptions");
                 }
@@ -250,6 +272,13 @@ impl Uplink {
                 if name == topic::config(&device_id) {
                     tracing::info!(bytes = payload.len(), "config received from central");
                     self.config_tx.send_replace(Some(payload));
+                    return;
+                }
+                if name == topic::commands(&device_id) {
+                    tracing::info!(bytes = payload.len(), "command received from central");
+                    if let Err(error) = self.commands_tx.try_send(payload) {
+                        tracing::warn!(%error, "command dropped: {COMMAND_QUEUE_CAPACITY} waiting");
+                    }
                     return;
                 }
                 if name != topic::ack(&device_id) {

@@ -55,6 +55,15 @@ pub mod topic {
         format!("valeo/v1/{device_id}/config")
     }
 
+    /// Central → edge: commands for the box (QoS 1, not retained). The sync
+    /// layer carries them as opaque bytes; `valeo-records` says what they mean.
+    pub fn commands(device_id: &str) -> String {
+        format!("valeo/v1/{device_id}/commands")
+    }
+
+    /// The filter for the live values of every device.
+    pub const ALL_TELEMETRY: &str = "valeo/v1/+/telemetry";
+
     /// The filter central subscribes to for records of every device.
     pub const ALL_RECORDS: &str = "valeo/v1/+/records";
 

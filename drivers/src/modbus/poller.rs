@@ -117,6 +117,8 @@ pub enum ModbusError {
     Degraded(String),
     #[error("the modbus line task has stopped")]
     Gone,
+    #[error("the modbus line has {COMMAND_QUEUE_CAPACITY} writes waiting; try again")]
+    Busy,
 }
 
 type WriteReply = oneshot::Sender<Result<(), ModbusError>>;
@@ -136,8 +138,12 @@ enum Command {
 pub struct LineHandle {
     id: String,
     devices: Vec<(String, watch::Receiver<DeviceSnapshot>)>,
+    configs: Vec<Arc<DeviceConfig>>,
     commands: mpsc::Sender<Command>,
 }
+
+/// The answer to a write queued with [`LineHandle::try_write`].
+pub type PendingWrite = oneshot::Receiver<Result<(), ModbusError>>;
 
 impl LineHandle {
     pub fn id(&self) -> &str {
@@ -149,20 +155,59 @@ impl LineHandle {
         &self.devices
     }
 
+    /// The config of a device on this line.
+    pub fn device_config(&self, device: &str) -> Option<&DeviceConfig> {
+        self.configs
+            .iter()
+            .find(|c| c.id == device)
+            .map(|c| c.as_ref())
+    }
+
+    /// The snapshot channel of a device on this line.
+    pub fn snapshot(&self, device: &str) -> Option<watch::Receiver<DeviceSnapshot>> {
+        self.devices
+            .iter()
+            .find(|(id, _)| id == device)
+            .map(|(_, rx)| rx.clone())
+    }
+
+    fn write_command(&self, device: &str, point: &str, value: Value) -> (Command, PendingWrite) {
+        let (reply, rx) = oneshot::channel();
+        let command = Command::Write {
+            device: device.to_owned(),
+            point: point.to_owned(),
+            value,
+            reply,
+        };
+        (command, rx)
+    }
+
     /// Writes `value` to a read-write point; answered after the device
     /// confirmed (or refused) it.
     pub async fn write(&self, device: &str, point: &str, value: Value) -> Result<(), ModbusError> {
-        let (reply, rx) = oneshot::channel();
+        let (command, rx) = self.write_command(device, point, value);
         self.commands
-            .send(Command::Write {
-                device: device.to_owned(),
-                point: point.to_owned(),
-                value,
-                reply,
-            })
+            .send(command)
             .await
             .map_err(|_| ModbusError::Gone)?;
         rx.await.map_err(|_| ModbusError::Gone)?
+    }
+
+    /// Queues a write without waiting, for callers that cannot await (the
+    /// site interlock drives its pins synchronously). The device's answer
+    /// arrives on the returned channel; a full queue is `Busy`, never a wait.
+    pub fn try_write(
+        &self,
+        device: &str,
+        point: &str,
+        value: Value,
+    ) -> Result<PendingWrite, ModbusError> {
+        let (command, rx) = self.write_command(device, point, value);
+        self.commands.try_send(command).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => ModbusError::Busy,
+            mpsc::error::TrySendError::Closed(_) => ModbusError::Gone,
+        })?;
+        Ok(rx)
     }
 }
 
@@ -171,6 +216,7 @@ impl LineHandle {
 pub fn spawn(line: LineConfig, changes: mpsc::Sender<PointChange>) -> LineHandle {
     let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
     let mut devices = Vec::new();
+    let mut configs = Vec::new();
     let mut states = Vec::new();
     for device in &line.devices {
         let snapshot = DeviceSnapshot {
@@ -194,8 +240,10 @@ pub fn spawn(line: LineConfig, changes: mpsc::Sender<PointChange>) -> LineHandle
             })
             .filter(|g| !g.requests.is_empty())
             .collect();
+        let config = Arc::new(device.clone());
+        configs.push(Arc::clone(&config));
         states.push(DeviceState {
-            config: Arc::new(device.clone()),
+            config,
             reported: BTreeMap::new(),
             groups,
             degraded_until: None,
@@ -213,6 +261,7 @@ pub fn spawn(line: LineConfig, changes: mpsc::Sender<PointChange>) -> LineHandle
     LineHandle {
         id,
         devices,
+        configs,
         commands,
     }
 }

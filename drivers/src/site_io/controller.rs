@@ -25,7 +25,7 @@ use crate::site_io::interlock::{
 use crate::site_io::pins::{
     self, BoxedInputPin, BoxedOutputPin, ENTRY_BARRIER, ENTRY_LIGHT_GREEN, ENTRY_LIGHT_RED,
     EXIT_BARRIER, EXIT_LIGHT_GREEN, EXIT_LIGHT_RED, Level, LightConfig, OpenError, PinConfig,
-    SimulatedPins, SiteIoConfig,
+    PinSources, SimulatedPins, SiteIoConfig,
 };
 
 /// Pending commands (weights, weighing requests); senders wait when it is full.
@@ -195,11 +195,19 @@ pub fn spawn(
     config: SiteIoConfig,
     sim: Option<SimulatedPins>,
 ) -> Result<SiteIoHandle, SiteIoError> {
+    let sources = PinSources {
+        simulated: sim.unwrap_or_default(),
+        modbus: Vec::new(),
+    };
+    spawn_with(config, &sources)
+}
+
+/// Like [`spawn`], with Modbus lines for pins of kind `modbus` (spawn the lines first).
+pub fn spawn_with(config: SiteIoConfig, sources: &PinSources) -> Result<SiteIoHandle, SiteIoError> {
     config.validate()?;
-    let sim = sim.unwrap_or_default();
     let poll = Duration::from_millis(config.input_poll_ms);
     let empty_below_kg = config.empty_below_kg;
-    let pins = Pins::open(config, &sim)?;
+    let pins = Pins::open(config, sources)?;
     let mut controller = Controller {
         interlock: Interlock::new(),
         empty_below_kg,
@@ -237,7 +245,7 @@ impl OutputSlot {
         name: &'static str,
         config: &PinConfig,
         initial_active: bool,
-        sim: &SimulatedPins,
+        sim: &PinSources,
     ) -> Result<Self, OpenError> {
         Ok(Self {
             name,
@@ -266,6 +274,14 @@ impl OutputSlot {
             }
         }
     }
+
+    /// Asks the pin whether its writes took effect; on a failure the next `set` writes again.
+    fn confirm(&mut self) -> Result<(), String> {
+        self.pin.confirm().map_err(|error| {
+            self.written = None;
+            format!("{}: {error}", self.name)
+        })
+    }
 }
 
 struct LightPins {
@@ -278,7 +294,7 @@ impl LightPins {
         config: &LightConfig,
         red: &'static str,
         green: &'static str,
-        sim: &SimulatedPins,
+        sim: &PinSources,
     ) -> Result<Self, OpenError> {
         Ok(Self {
             red: OutputSlot::open(red, &config.red, true, sim)?,
@@ -318,7 +334,7 @@ struct Pins {
 }
 
 impl Pins {
-    fn open(config: SiteIoConfig, sim: &SimulatedPins) -> Result<Self, OpenError> {
+    fn open(config: SiteIoConfig, sim: &PinSources) -> Result<Self, OpenError> {
         let light = |light: &Option<LightConfig>, red, green| {
             light
                 .as_ref()
@@ -348,6 +364,20 @@ impl Pins {
             });
         }
         Ok(pins)
+    }
+
+    /// Collects the failures of earlier output writes (see `SiteOutput::confirm`).
+    fn confirm_outputs(&mut self, errors: &mut Vec<String>) {
+        let lights = [&mut self.entry_light, &mut self.exit_light]
+            .into_iter()
+            .flatten()
+            .flat_map(|light| [&mut light.red, &mut light.green]);
+        let barriers = [&mut self.entry_barrier, &mut self.exit_barrier]
+            .into_iter()
+            .flatten();
+        for slot in lights.chain(barriers) {
+            errors.extend(slot.confirm().err());
+        }
     }
 
     /// Reads every sensor. A sensor that cannot be read counts as interrupted: nobody may weigh
@@ -558,6 +588,7 @@ impl Controller {
     fn cycle(&mut self) {
         let now = Instant::now();
         let mut errors = Vec::new();
+        self.pins.confirm_outputs(&mut errors);
         let blocked = self.pins.read_sensors(&mut errors);
         self.apply(Event::Sensors { blocked });
         self.note_errors(errors, now);

@@ -7,6 +7,8 @@
 //! `ACTIVE_LOW` flag because `CdevPin` inverts again for such lines, which would cancel the
 //! inversion out; doing it in one place keeps the meaning of `active_low` unambiguous.
 //!
+//! Modbus pins (`modbus_pins`) are coils and discrete inputs of devices on a `[[modbus]]` line.
+//!
 //! Simulated pins are real `embedded_hal` implementations over a shared `AtomicBool`, listed by
 //! name in a `SimulatedPins` registry so tests and demos can watch outputs and drive inputs.
 
@@ -20,6 +22,8 @@ use embedded_hal::digital::{ErrorKind, ErrorType, InputPin, OutputPin, StatefulO
 use linux_embedded_hal::gpio_cdev::{self, Chip, LineRequestFlags};
 use linux_embedded_hal::{CdevPin, CdevPinError};
 use serde::{Deserialize, Serialize};
+
+use super::modbus_pins::{ModbusInput, ModbusOutput};
 
 /// Default interval between two reads of the position sensors.
 pub const DEFAULT_INPUT_POLL_MS: u64 = 50;
@@ -128,8 +132,36 @@ pub enum PinConfig {
     },
     /// A pin in memory, registered in `SimulatedPins` under its name.
     Simulated {},
-    // Modbus coils and discrete inputs join here with the Modbus driver, as a `modbus` kind
-    // naming the connection, unit id and address; nothing outside this module needs to change.
+    /// A bool point of a device on a `[[modbus]]` line: a coil (or register bit) with
+    /// `access = "rw"` for outputs; a discrete input, coil or bit for sensors. The line polls
+    /// it; see `modbus_pins` for how writes are confirmed.
+    Modbus {
+        /// The Modbus device id.
+        device: String,
+        /// The point's name in the device's register map.
+        point: String,
+        /// A reading older than this is a fault (the device stopped being polled).
+        #[serde(default = "default_modbus_max_age_ms")]
+        max_age_ms: u64,
+    },
+}
+
+/// Default for `max_age_ms` of a Modbus pin.
+pub const DEFAULT_MODBUS_MAX_AGE_MS: u64 = 5_000;
+/// Bounds of `max_age_ms` of a Modbus pin.
+pub const MODBUS_MAX_AGE_RANGE_MS: std::ops::RangeInclusive<u64> = 100..=600_000;
+
+fn default_modbus_max_age_ms() -> u64 {
+    DEFAULT_MODBUS_MAX_AGE_MS
+}
+
+/// Where pins come from when `site_io::spawn_with` opens them.
+#[derive(Debug, Clone, Default)]
+pub struct PinSources {
+    /// Registry for pins of kind `simulated`.
+    pub simulated: SimulatedPins,
+    /// The running Modbus lines, for pins of kind `modbus`.
+    pub modbus: Vec<crate::modbus::poller::LineHandle>,
 }
 
 /// The `[site_io]` config is inconsistent. Every variant names the offending field.
@@ -222,6 +254,21 @@ impl SiteIoConfig {
         pins
     }
 
+    /// Every configured pin, outputs and sensors, with its config field
+    /// (`site_io.exit_barrier`, `site_io.position_sensors[0].pin`).
+    pub fn pins(&self) -> Vec<(String, &PinConfig)> {
+        let outputs = self
+            .outputs()
+            .into_iter()
+            .map(|(name, pin)| (format!("site_io.{name}"), pin));
+        let sensors = self
+            .position_sensors
+            .iter()
+            .enumerate()
+            .map(|(index, sensor)| (format!("{}.pin", Self::sensor_field(index)), &sensor.pin));
+        outputs.chain(sensors).collect()
+    }
+
     /// The config field of sensor `index`.
     pub(crate) fn sensor_field(index: usize) -> String {
         format!("site_io.position_sensors[{index}]")
@@ -275,8 +322,18 @@ impl SiteIoConfig {
             pins.push((format!("{field}.pin"), &sensor.pin));
         }
         let mut lines: HashMap<(&Path, u32), String> = HashMap::new();
+        let mut points: HashMap<(&str, &str), String> = HashMap::new();
         for (field, pin) in pins {
             check_pin(&field, pin)?;
+            if let PinConfig::Modbus { device, point, .. } = pin {
+                if let Some(other) = points.get(&(device.as_str(), point.as_str())) {
+                    return Err(invalid(
+                        field,
+                        format!("modbus point {device}.{point} is already used by {other}"),
+                    ));
+                }
+                points.insert((device, point), field.clone());
+            }
             // Two requests for one line: the second open would fail with EBUSY at start-up,
             // far from the config mistake that caused it.
             if let PinConfig::Gpio { chip, line, .. } = pin {
@@ -307,7 +364,23 @@ fn check_pin(field: &str, pin: &PinConfig) -> Result<(), ConfigError> {
                 chip.display()
             ),
         )),
-        PinConfig::Gpio { .. } | PinConfig::Simulated {} => Ok(()),
+        PinConfig::Modbus { device, .. } if device.is_empty() => {
+            Err(invalid(format!("{field}.device"), "is empty"))
+        }
+        PinConfig::Modbus { point, .. } if point.is_empty() => {
+            Err(invalid(format!("{field}.point"), "is empty"))
+        }
+        PinConfig::Modbus { max_age_ms, .. } if !MODBUS_MAX_AGE_RANGE_MS.contains(max_age_ms) => {
+            Err(invalid(
+                format!("{field}.max_age_ms"),
+                format!(
+                    "must be between {} and {} ms, got {max_age_ms}",
+                    MODBUS_MAX_AGE_RANGE_MS.start(),
+                    MODBUS_MAX_AGE_RANGE_MS.end()
+                ),
+            ))
+        }
+        PinConfig::Gpio { .. } | PinConfig::Simulated {} | PinConfig::Modbus { .. } => Ok(()),
     }
 }
 
@@ -337,6 +410,10 @@ pub enum PinError {
     /// A fault injected through `SimulatedPins::set_fault`.
     #[error("simulated pin fault")]
     SimulatedFault,
+    /// A Modbus pin's write was refused or not answered, or its reading is bad, stale or
+    /// disagrees with what was written.
+    #[error("modbus: {0}")]
+    Modbus(String),
 }
 
 impl embedded_hal::digital::Error for PinError {
@@ -346,7 +423,22 @@ impl embedded_hal::digital::Error for PinError {
 }
 
 /// An opened output pin; `set_high` = active.
-pub type BoxedOutputPin = Box<dyn OutputPin<Error = PinError> + Send>;
+pub type BoxedOutputPin = Box<dyn SiteOutput>;
+
+/// An output pin as the controller drives it: an `embedded_hal` output that may learn only
+/// later whether a write took effect (a Modbus coil: the write travels through the line's
+/// queue). The controller asks `confirm` every cycle and treats an error as a pin fault.
+pub trait SiteOutput: OutputPin<Error = PinError> + Send {
+    /// Reports a failure of an earlier write, or a device no longer showing what was written.
+    fn confirm(&mut self) -> Result<(), PinError> {
+        Ok(())
+    }
+}
+
+// A GPIO write fails or succeeds on the spot.
+impl SiteOutput for GpioPin {}
+
+impl SiteOutput for SimulatedPin {}
 
 /// An opened input pin.
 pub type BoxedInputPin = Box<dyn InputPin<Error = PinError> + Send>;
@@ -366,6 +458,14 @@ pub enum OpenError {
         /// What the kernel said.
         #[source]
         source: gpio_cdev::Error,
+    },
+    /// A Modbus pin names a device or point that cannot serve it.
+    #[error("{field}: {problem}")]
+    Modbus {
+        /// The pin's config field.
+        field: String,
+        /// What does not fit.
+        problem: String,
     },
 }
 
@@ -434,7 +534,7 @@ pub(crate) fn open_output(
     config: &PinConfig,
     name: &str,
     initial_active: bool,
-    sim: &SimulatedPins,
+    sources: &PinSources,
 ) -> Result<BoxedOutputPin, OpenError> {
     match config {
         PinConfig::Gpio {
@@ -455,7 +555,23 @@ pub(crate) fn open_output(
                 active_low: *active_low,
             }))
         }
-        PinConfig::Simulated {} => Ok(Box::new(sim.register(name, initial_active, None))),
+        PinConfig::Simulated {} => Ok(Box::new(sources.simulated.register(
+            name,
+            initial_active,
+            None,
+        ))),
+        PinConfig::Modbus {
+            device,
+            point,
+            max_age_ms,
+        } => Ok(Box::new(ModbusOutput::open(
+            &format!("site_io.{name}"),
+            &sources.modbus,
+            device,
+            point,
+            *max_age_ms,
+            initial_active,
+        )?)),
     }
 }
 
@@ -463,16 +579,16 @@ pub(crate) fn open_output(
 pub(crate) fn open_sensor(
     index: usize,
     sensor: &SensorConfig,
-    sim: &SimulatedPins,
+    sources: &PinSources,
 ) -> Result<BoxedInputPin, OpenError> {
+    let field = || format!("{}.pin", SiteIoConfig::sensor_field(index));
     match &sensor.pin {
         PinConfig::Gpio {
             chip,
             line,
             active_low,
         } => {
-            let field = format!("{}.pin", SiteIoConfig::sensor_field(index));
-            let pin = request_line(&field, chip, *line, LineRequestFlags::INPUT, 0)?;
+            let pin = request_line(&field(), chip, *line, LineRequestFlags::INPUT, 0)?;
             Ok(Box::new(GpioPin {
                 pin,
                 active_low: *active_low,
@@ -480,12 +596,23 @@ pub(crate) fn open_sensor(
         }
         PinConfig::Simulated {} => {
             let clear_high = sensor.blocked_when == Level::Low;
-            Ok(Box::new(sim.register(
+            Ok(Box::new(sources.simulated.register(
                 &format!("sensor.{}", sensor.name),
                 clear_high,
                 Some(sensor.blocked_when),
             )))
         }
+        PinConfig::Modbus {
+            device,
+            point,
+            max_age_ms,
+        } => Ok(Box::new(ModbusInput::open(
+            &field(),
+            &sources.modbus,
+            device,
+            point,
+            *max_age_ms,
+        )?)),
     }
 }
 
@@ -685,6 +812,13 @@ impl fmt::Display for SimulatedPins {
 mod tests {
     use super::*;
 
+    fn sources(sim: &SimulatedPins) -> PinSources {
+        PinSources {
+            simulated: sim.clone(),
+            modbus: Vec::new(),
+        }
+    }
+
     fn parse(text: &str) -> SiteIoConfig {
         #[derive(Deserialize)]
         struct Root {
@@ -837,7 +971,13 @@ mod tests {
     #[test]
     fn simulated_pins_are_embedded_hal_pins_shared_through_the_registry() {
         let sim = SimulatedPins::new();
-        let mut out = open_output(&PinConfig::Simulated {}, "exit_barrier", false, &sim).unwrap();
+        let mut out = open_output(
+            &PinConfig::Simulated {},
+            "exit_barrier",
+            false,
+            &sources(&sim),
+        )
+        .unwrap();
         assert_eq!(sim.is_high("exit_barrier"), Ok(false));
         out.set_high().unwrap();
         assert_eq!(sim.is_high("exit_barrier"), Ok(true));
@@ -846,7 +986,7 @@ mod tests {
             pin: PinConfig::Simulated {},
             blocked_when: Level::Low,
         };
-        let mut input = open_sensor(0, &sensor, &sim).unwrap();
+        let mut input = open_sensor(0, &sensor, &sources(&sim)).unwrap();
         assert!(input.is_high().unwrap(), "a simulated sensor starts clear");
         sim.set_sensor_blocked("front", true).unwrap();
         assert!(input.is_low().unwrap());
@@ -870,7 +1010,7 @@ mod tests {
             line: 4,
             active_low: false,
         };
-        let error = open_output(&pin, "entry_light.green", false, &SimulatedPins::new())
+        let error = open_output(&pin, "entry_light.green", false, &PinSources::default())
             .err()
             .unwrap();
         let text = error.to_string();
@@ -885,7 +1025,7 @@ mod tests {
             pin,
             blocked_when: Level::High,
         };
-        let error = open_sensor(2, &sensor, &SimulatedPins::new())
+        let error = open_sensor(2, &sensor, &PinSources::default())
             .err()
             .unwrap();
         assert!(

@@ -7,17 +7,18 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use valeo_drivers::modbus::map::Value;
 use valeo_drivers::modbus::poller::ModbusError;
 use valeo_process::problem::Problem;
 
 use super::AppState;
 use super::tickets::body;
+use crate::field_commands::WriteError;
 
 /// `GET /api/v1/modbus`: lines, their devices' health and point values.
 pub(super) async fn list(State(state): State<AppState>) -> Response {
     let lines: Vec<_> = state
-        .modbus
+        .field
+        .lines()
         .iter()
         .map(|line| {
             serde_json::json!({
@@ -53,45 +54,27 @@ pub(super) async fn write(
         Ok(r) => r,
         Err(answer) => return answer.into_response(),
     };
-    let value = match request.value {
-        serde_json::Value::Bool(b) => Value::Bool(b),
-        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => Value::Int(i),
-            (_, Some(u), _) => Value::UInt(u),
-            (_, _, Some(f)) => Value::Float(f),
-            _ => return Problem::bad_request("value is not a number").into_response(),
-        },
-        serde_json::Value::String(s) => Value::Text(s),
-        other => {
-            return Problem::bad_request(format!(
-                "value must be a boolean, number or string, got {other}"
-            ))
-            .into_response();
-        }
-    };
-    let Some(line) = state
-        .modbus
-        .iter()
-        .find(|l| l.devices().iter().any(|(id, _)| *id == device))
-    else {
-        return Problem::not_found(format!("no modbus device {device:?}")).into_response();
-    };
-    tracing::info!(device, point, by = ?request.by, "modbus write requested");
-    match line.write(&device, &point, value).await {
+    let by = request.by.as_deref().unwrap_or("terminal");
+    match state.field.write(&device, &point, &request.value, by).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => {
             let status = match &error {
-                ModbusError::UnknownDevice(_) | ModbusError::UnknownPoint { .. } => {
-                    StatusCode::NOT_FOUND
-                }
-                ModbusError::ReadOnly(_) | ModbusError::Codec(_) => {
+                WriteError::BadValue(_) => StatusCode::BAD_REQUEST,
+                WriteError::UnknownDevice(_)
+                | WriteError::Modbus(ModbusError::UnknownDevice(_))
+                | WriteError::Modbus(ModbusError::UnknownPoint { .. }) => StatusCode::NOT_FOUND,
+                WriteError::Interlocked { .. } => StatusCode::CONFLICT,
+                WriteError::Modbus(ModbusError::ReadOnly(_) | ModbusError::Codec(_)) => {
                     StatusCode::UNPROCESSABLE_ENTITY
                 }
-                ModbusError::Exception { .. } => StatusCode::BAD_GATEWAY,
-                ModbusError::Timeout { .. }
-                | ModbusError::Transport { .. }
-                | ModbusError::Degraded(_)
-                | ModbusError::Gone => StatusCode::SERVICE_UNAVAILABLE,
+                WriteError::Modbus(ModbusError::Exception { .. }) => StatusCode::BAD_GATEWAY,
+                WriteError::Modbus(
+                    ModbusError::Timeout { .. }
+                    | ModbusError::Transport { .. }
+                    | ModbusError::Degraded(_)
+                    | ModbusError::Gone
+                    | ModbusError::Busy,
+                ) => StatusCode::SERVICE_UNAVAILABLE,
             };
             Problem::new(status, error.to_string()).into_response()
         }

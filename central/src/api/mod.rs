@@ -1,4 +1,6 @@
-//! Central's HTTP API (axum): `/health` and the weighings under `/api/v1`.
+//! Central's HTTP API (axum): `/health`, `/metrics` and under `/api/v1` the
+//! weighings, master data, devices, field values, live values and commands
+//! (`field`).
 //!
 //! Errors are RFC 9457 problem+json documents. Client errors say what was
 //! wrong with the request; server errors say only that something failed and
@@ -16,9 +18,12 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use valeo_process::problem::Problem;
-use valeo_sync::receiver::{ConfigPublisher, ReceiverCounters};
+use valeo_sync::receiver::{DevicePublisher, ReceiverCounters};
 
+use crate::live::LiveValues;
 use crate::store::{PutMasterDataError, Store, WeighingFilter, WeighingStatus};
+
+pub mod field;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -26,7 +31,9 @@ pub struct AppState {
     pub store: Store,
     pub receiver: Arc<ReceiverCounters>,
     /// Publishes master data to the boxes over the receiver's connection.
-    pub publisher: ConfigPublisher,
+    pub publisher: DevicePublisher,
+    /// The latest telemetry of every box.
+    pub live: LiveValues,
     pub version: &'static str,
 }
 
@@ -47,6 +54,13 @@ pub fn app(state: AppState, request_timeout_ms: u64) -> Router {
         .route("/api/v1/weighings", get(list_weighings))
         .route("/api/v1/weighings/{id}", get(get_weighing))
         .route("/api/v1/field-values", get(list_field_values))
+        .route("/api/v1/live-values", get(field::list_live_values))
+        .route(
+            "/api/v1/devices/{device_id}/commands",
+            axum::routing::post(field::create_command),
+        )
+        .route("/api/v1/commands", get(field::list_commands))
+        .route("/api/v1/commands/{id}", get(field::get_command))
         .route(
             "/api/v1/master-data",
             get(get_master_data).put(put_master_data),

@@ -9,10 +9,15 @@
 //!   (`valeo_records::ticket`); the full ticket is kept as JSON beside the
 //!   columns the lists filter on. It can always be rebuilt from `records`.
 //!
-//! And the master data central publishes to the boxes (`master_data`).
+//! And the master data central publishes to the boxes (`master_data`), and
+//! the commands sent to them with their results (`commands`).
 //!
 //! A batch is committed in one `BEGIN IMMEDIATE` transaction with
 //! `synchronous=FULL`; the receiver acks only after `commit` returns.
+
+mod commands;
+
+pub use commands::{CommandView, NewCommandError};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,6 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
+use valeo_records::command::KIND_COMMAND_RESULT;
 use valeo_records::master_data::MasterData;
 use valeo_records::ticket::{CancellationInfo, QualityEntry, TareSource};
 use valeo_records::{FieldValue, KIND_MODBUS_VALUE, Ref, Ticket, TicketEvent};
@@ -126,6 +132,19 @@ CREATE TABLE IF NOT EXISTS field_values (
     seq INTEGER NOT NULL,
     PRIMARY KEY (device_id, field_device, point)
 );
+CREATE TABLE IF NOT EXISTS commands (
+    command_id TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    requested_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    outcome TEXT,
+    error TEXT,
+    finished_at TEXT,
+    result_seq INTEGER
+);
+CREATE INDEX IF NOT EXISTS commands_by_device ON commands (device_id, requested_at);
 CREATE TABLE IF NOT EXISTS master_data (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     version INTEGER NOT NULL,
@@ -649,6 +668,9 @@ pub struct DeviceView {
 fn materialize(tx: &rusqlite::Transaction<'_>, record: &Record) -> Result<(), String> {
     if record.kind == KIND_MODBUS_VALUE {
         return field_value(tx, record);
+    }
+    if record.kind == KIND_COMMAND_RESULT {
+        return commands::command_result(tx, record);
     }
     let event = TicketEvent::from_record(&record.kind, &record.payload)
         .map_err(|e| format!("{} payload: {e}", record.kind))?

@@ -1,0 +1,257 @@
+//! Site I/O pins on Modbus devices: a traffic-light or barrier controller's coils as outputs,
+//! a discrete input (an induction loop on a remote I/O module) as a sensor.
+//!
+//! The controller drives its pins synchronously and never waits for a field bus, so an output
+//! queues its write on the line's task (`LineHandle::try_write`) and returns at once. What the
+//! device did with it comes back through [`SiteOutput::confirm`], which the controller asks on
+//! every cycle: a refused or unanswered write, a device that reads back something else than
+//! what was written (a reset, a manual override), a bad or stale reading — each is a pin fault,
+//! and the interlock holds everything safe until it clears. An input reads the line's latest
+//! poll of its point; a bad or stale reading is an error, which counts as "interrupted".
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use embedded_hal::digital::{ErrorType, InputPin, OutputPin};
+use tokio::sync::oneshot::error::TryRecvError;
+use tokio::sync::watch;
+
+use super::pins::{OpenError, PinError, SiteOutput};
+use crate::modbus::map::{Access, DataType, Value};
+use crate::modbus::poller::{DeviceSnapshot, LineHandle, ModbusError, PendingWrite, Quality};
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn modbus_error(error: impl std::fmt::Display) -> PinError {
+    PinError::Modbus(error.to_string())
+}
+
+/// A bool point found on one of the lines.
+struct Located {
+    line: LineHandle,
+    snapshot: watch::Receiver<DeviceSnapshot>,
+}
+
+fn locate(
+    field: &str,
+    lines: &[LineHandle],
+    device: &str,
+    point: &str,
+    output: bool,
+) -> Result<Located, OpenError> {
+    let problem = |problem: String| OpenError::Modbus {
+        field: field.to_owned(),
+        problem,
+    };
+    let (line, config) = lines
+        .iter()
+        .find_map(|line| line.device_config(device).map(|c| (line, c)))
+        .ok_or_else(|| problem(format!("no [[modbus]] line has a device {device:?}")))?;
+    let point_config = config
+        .point(point)
+        .ok_or_else(|| problem(format!("modbus device {device:?} has no point {point:?}")))?;
+    if point_config.data_type != DataType::Bool {
+        return Err(problem(format!(
+            "modbus point {device}.{point} must be of type bool (a coil, discrete input or register bit)"
+        )));
+    }
+    if output && point_config.access != Access::ReadWrite {
+        return Err(problem(format!(
+            "modbus point {device}.{point} drives an output, so it needs access = \"rw\""
+        )));
+    }
+    let snapshot = line
+        .snapshot(device)
+        .ok_or_else(|| problem(format!("modbus device {device:?} is not polled")))?;
+    Ok(Located {
+        line: line.clone(),
+        snapshot,
+    })
+}
+
+/// The latest trustworthy level of the point, or why there is none. `None`: not read yet.
+fn read_level(
+    snapshot: &watch::Receiver<DeviceSnapshot>,
+    device: &str,
+    point: &str,
+    max_age_ms: u64,
+) -> Result<Option<(bool, u64)>, PinError> {
+    let snapshot = snapshot.borrow();
+    let Some(reading) = snapshot.points.get(point) else {
+        return Ok(None);
+    };
+    if reading.quality == Quality::Bad {
+        return Err(modbus_error(format!(
+            "{device}.{point} is not readable: {}",
+            reading.error.as_deref().unwrap_or("bad quality")
+        )));
+    }
+    let age_ms = now_ms().saturating_sub(reading.at_ms);
+    if age_ms > max_age_ms {
+        return Err(modbus_error(format!(
+            "{device}.{point} was last read {age_ms} ms ago (limit {max_age_ms} ms)"
+        )));
+    }
+    match reading.value {
+        Some(Value::Bool(level)) => Ok(Some((level, reading.at_ms))),
+        ref other => Err(modbus_error(format!(
+            "{device}.{point} reads {other:?}, not a bool"
+        ))),
+    }
+}
+
+/// A coil (or register bit) driven as an output.
+pub(crate) struct ModbusOutput {
+    line: LineHandle,
+    snapshot: watch::Receiver<DeviceSnapshot>,
+    device: String,
+    point: String,
+    max_age_ms: u64,
+    /// The level last queued, with the device's answer while it is outstanding.
+    wanted: bool,
+    pending: Option<PendingWrite>,
+    /// Unix ms at which the device confirmed `wanted`; readings after it must agree.
+    confirmed_at_ms: Option<u64>,
+}
+
+impl ModbusOutput {
+    /// Finds the point and queues `initial` on it straight away.
+    pub(crate) fn open(
+        field: &str,
+        lines: &[LineHandle],
+        device: &str,
+        point: &str,
+        max_age_ms: u64,
+        initial: bool,
+    ) -> Result<Self, OpenError> {
+        let Located { line, snapshot } = locate(field, lines, device, point, true)?;
+        let mut output = Self {
+            line,
+            snapshot,
+            device: device.to_owned(),
+            point: point.to_owned(),
+            max_age_ms,
+            wanted: initial,
+            pending: None,
+            confirmed_at_ms: None,
+        };
+        // A full queue right at start-up shows up as an unconfirmed write on the first cycle.
+        if let Err(error) = output.queue(initial) {
+            tracing::warn!(%field, %error, "initial modbus output write not queued");
+        }
+        Ok(output)
+    }
+
+    fn queue(&mut self, level: bool) -> Result<(), PinError> {
+        self.wanted = level;
+        self.confirmed_at_ms = None;
+        self.pending = None;
+        let pending = self
+            .line
+            .try_write(&self.device, &self.point, Value::Bool(level))
+            .map_err(modbus_error)?;
+        self.pending = Some(pending);
+        Ok(())
+    }
+}
+
+impl ErrorType for ModbusOutput {
+    type Error = PinError;
+}
+
+impl OutputPin for ModbusOutput {
+    fn set_low(&mut self) -> Result<(), PinError> {
+        self.queue(false)
+    }
+
+    fn set_high(&mut self) -> Result<(), PinError> {
+        self.queue(true)
+    }
+}
+
+impl SiteOutput for ModbusOutput {
+    fn confirm(&mut self) -> Result<(), PinError> {
+        if let Some(pending) = &mut self.pending {
+            match pending.try_recv() {
+                // Still on the line's queue or on the wire.
+                Err(TryRecvError::Empty) => return Ok(()),
+                Err(TryRecvError::Closed) => {
+                    self.pending = None;
+                    return Err(modbus_error(ModbusError::Gone));
+                }
+                Ok(Err(error)) => {
+                    self.pending = None;
+                    return Err(modbus_error(error));
+                }
+                Ok(Ok(())) => {
+                    self.pending = None;
+                    self.confirmed_at_ms = Some(now_ms());
+                }
+            }
+        }
+        let Some(confirmed_at_ms) = self.confirmed_at_ms else {
+            return Err(modbus_error(format!(
+                "{}.{}: the write of {} was never queued",
+                self.device, self.point, self.wanted
+            )));
+        };
+        match read_level(&self.snapshot, &self.device, &self.point, self.max_age_ms)? {
+            Some((level, at_ms)) if at_ms > confirmed_at_ms && level != self.wanted => {
+                Err(modbus_error(format!(
+                    "{}.{} reads {level} but was set to {}",
+                    self.device, self.point, self.wanted
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A discrete input (or coil, or register bit) read as a sensor, from the line's latest poll.
+pub(crate) struct ModbusInput {
+    snapshot: watch::Receiver<DeviceSnapshot>,
+    device: String,
+    point: String,
+    max_age_ms: u64,
+}
+
+impl ModbusInput {
+    pub(crate) fn open(
+        field: &str,
+        lines: &[LineHandle],
+        device: &str,
+        point: &str,
+        max_age_ms: u64,
+    ) -> Result<Self, OpenError> {
+        let Located { snapshot, .. } = locate(field, lines, device, point, false)?;
+        Ok(Self {
+            snapshot,
+            device: device.to_owned(),
+            point: point.to_owned(),
+            max_age_ms,
+        })
+    }
+}
+
+impl ErrorType for ModbusInput {
+    type Error = PinError;
+}
+
+impl InputPin for ModbusInput {
+    fn is_high(&mut self) -> Result<bool, PinError> {
+        match read_level(&self.snapshot, &self.device, &self.point, self.max_age_ms)? {
+            Some((level, _)) => Ok(level),
+            None => Err(modbus_error(format!(
+                "{}.{} has not been read yet",
+                self.device, self.point
+            ))),
+        }
+    }
+
+    fn is_low(&mut self) -> Result<bool, PinError> {
+        self.is_high().map(|high| !high)
+    }
+}
