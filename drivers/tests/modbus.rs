@@ -9,9 +9,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use valeo_drivers::modbus::ascii::crc16;
 use valeo_drivers::modbus::map::{LineConfig, Value};
 use valeo_drivers::modbus::poller::{self, DeviceSnapshot, LineHandle, PointChange, Quality};
-use valeo_drivers::modbus::sim::{Behaviour, PtyModbus, SimBank, SimDevice, Tables, serve_tcp};
+use valeo_drivers::modbus::sim::{
+    Behaviour, PtyModbus, SimBank, SimDevice, Tables, serve_rtu_tcp, serve_tcp,
+};
 
 fn meter() -> SimDevice {
     let tables = Tables {
@@ -322,6 +325,41 @@ async fn a_dead_device_on_a_shared_line_does_not_slow_the_live_ones() {
     assert_eq!(dead_now.points["level"].quality, Quality::Bad);
 }
 
+/// RTU frames over TCP (a serial device server in transparent mode): bus
+/// rules apply, so a unit nobody answers to is silence, not the gateway
+/// exception of Modbus TCP, and it degrades while the live one is read and
+/// written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtu_over_tcp_reads_writes_and_keeps_bus_rules() {
+    let meter = meter();
+    let (addr, _server) = serve_rtu_tcp("127.0.0.1:0", SimBank::new(vec![meter.clone()]))
+        .await
+        .unwrap();
+    let text = format!(
+        "id = \"nport\"\nframing = \"rtu\"\n[transport]\nkind = \"tcp\"\naddress = \"{addr}\"\n\
+         [[devices]]\nid = \"meter\"\nunit = 1\naddress_base = 1\npoll_interval_ms = 50\ntimeout_ms = 300\n{METER_POINTS}{}",
+        rtu_device("dead", 3, 100),
+    );
+    let config: LineConfig = toml::from_str(&text).unwrap();
+    config.validate().unwrap();
+    let (tx, _changes) = mpsc::channel(1024);
+    let line = poller::spawn(config, tx);
+    let s = snapshot_where(&line, 0, "the meter read", |s| {
+        s.points
+            .get("voltage")
+            .is_some_and(|p| p.quality == Quality::Good)
+    })
+    .await;
+    assert_eq!(value(&s, "voltage"), Some(Value::Float(230.5)));
+    line.write("meter", "setpoint", Value::UInt(42))
+        .await
+        .unwrap();
+    assert_eq!(meter.holding(2), Some(42));
+    let dead = snapshot_where(&line, 1, "the absent unit degraded", |s| s.health.degraded).await;
+    assert!(dead.health.timeouts_total >= 2, "{:?}", dead.health);
+    assert_eq!(dead.health.exceptions_total, 0, "silence, not an exception");
+}
+
 /// A device whose replies arrive damaged: a flipped CRC byte, then a reply
 /// of the wrong length. Each is a failed request (never a value), the line
 /// recovers, and the next good reply is read.
@@ -375,20 +413,4 @@ async fn damaged_replies_are_failures_not_values() {
         s.health
     );
     assert!(!s.health.degraded);
-}
-
-/// Modbus RTU CRC-16 (polynomial 0xA001, initial 0xFFFF).
-fn crc16(bytes: &[u8]) -> u16 {
-    let mut crc = 0xFFFFu16;
-    for &b in bytes {
-        crc ^= u16::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xA001
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    crc
 }

@@ -329,6 +329,11 @@ impl EdgeConfig {
         if config.simulation.modbus && !config.simulation.enabled {
             anyhow::bail!("[simulation] modbus needs enabled = true");
         }
+        // Simulated field devices join at start-up; their pins are checked then.
+        if !config.simulation.modbus {
+            valeo_drivers::site_io::check_modbus_pins(&config.site_io, &config.modbus)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
         if config.simulation.auto_traffic && !config.simulation.enabled {
             anyhow::bail!("[simulation] auto_traffic needs enabled = true");
         }
@@ -381,6 +386,14 @@ mod tests {
             (
                 "device_id = \"b1\"\n[simulation]\nenabled = true\n[[modbus]]\nid = \"l\"\n[modbus.transport]\nkind = \"tcp\"\naddress = \"127.0.0.1:502\"\n[[modbus.devices]]\nid = \"m\"\nunit = 1\naddress_base = 0\n[[modbus.devices.points]]\nname = \"p\"\ntable = \"coil\"\naddress = 0\ntype = \"f32\"",
                 "device \"m\" point \"p\"",
+            ),
+            (
+                "device_id = \"b1\"\n[simulation]\nenabled = true\n[[modbus]]\nid = \"l\"\n[modbus.transport]\nkind = \"tcp\"\naddress = \"127.0.0.1:502\"\n[[modbus.devices]]\nid = \"m\"\nunit = 1\naddress_base = 0\n[[modbus.devices.points]]\nname = \"lamp\"\ntable = \"discrete_input\"\naddress = 0\ntype = \"bool\"\n[site_io.exit_barrier]\nkind = \"modbus\"\ndevice = \"m\"\npoint = \"lamp\"",
+                "site_io.exit_barrier: modbus point m.lamp drives an output, so it needs access = \"rw\"",
+            ),
+            (
+                "device_id = \"b1\"\n[simulation]\nenabled = true\n[site_io.exit_barrier]\nkind = \"modbus\"\ndevice = \"gate\"\npoint = \"open\"",
+                "site_io.exit_barrier: no [[modbus]] line has a device \"gate\"",
             ),
         ];
         for (text, needle) in cases {

@@ -109,6 +109,13 @@ impl FieldWrites {
         }
     }
 
+    /// The `[site_io]` field that drives the point, if the interlock owns it.
+    pub fn driven_by(&self, device: &str, point: &str) -> Option<&str> {
+        self.interlocked
+            .get(&(device.to_owned(), point.to_owned()))
+            .map(String::as_str)
+    }
+
     /// The lines, for listing.
     pub fn lines(&self) -> &[LineHandle] {
         &self.lines
@@ -123,11 +130,11 @@ impl FieldWrites {
         by: &str,
     ) -> Result<(), WriteError> {
         let value = value_from_json(value)?;
-        if let Some(field) = self.interlocked.get(&(device.to_owned(), point.to_owned())) {
+        if let Some(field) = self.driven_by(device, point) {
             return Err(WriteError::Interlocked {
                 device: device.to_owned(),
                 point: point.to_owned(),
-                field: field.clone(),
+                field: field.to_owned(),
             });
         }
         let line = self

@@ -1,7 +1,9 @@
 """Reads a Modbus TCP server with the pymodbus client, an implementation
 independent of ours, for `tests/tests/modbus_peers.rs`.
 
-Usage: pymodbus_read.py PORT
+Usage: pymodbus_read.py PORT [FRAMER]
+
+FRAMER as for `pymodbus_server.py` (default `socket`).
 
 Reads unit 1 on 127.0.0.1:PORT, protocol addresses 0..=7 of every table,
 and prints one JSON object: {"holding": [...], "input": [...],
@@ -11,13 +13,16 @@ and prints one JSON object: {"holding": [...], "input": [...],
 import json
 import sys
 
+from pymodbus import FramerType
 from pymodbus.client import ModbusTcpClient
 
 COUNT = 8
 
 
-def main(port):
-    client = ModbusTcpClient("127.0.0.1", port=port, timeout=3)
+def main(port, framer):
+    client = ModbusTcpClient(
+        "127.0.0.1", port=port, timeout=3, framer=FramerType(framer)
+    )
     if not client.connect():
         sys.exit(f"cannot connect to 127.0.0.1:{port}")
     reads = {
@@ -38,4 +43,4 @@ def main(port):
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "socket")

@@ -1,7 +1,10 @@
 """A Modbus TCP server from pymodbus, an implementation independent of
 ours, for `tests/tests/modbus_peers.rs`.
 
-Usage: pymodbus_server.py PORT
+Usage: pymodbus_server.py PORT [FRAMER]
+
+FRAMER is `socket` (Modbus TCP, the default), `rtu` (RTU frames over TCP,
+as a serial device server passes them through) or `ascii`.
 
 Serves unit 1 on 127.0.0.1:PORT with, at PROTOCOL addresses (as on the
 wire, counted from 0):
@@ -30,6 +33,7 @@ from pymodbus.datastore import (
     ModbusSequentialDataBlock,
     ModbusServerContext,
 )
+from pymodbus import FramerType
 from pymodbus.server import StartAsyncTcpServer
 
 SIZE = 16
@@ -67,9 +71,11 @@ async def announce(port):
         return
 
 
-async def main(port):
+async def main(port, framer):
     server = asyncio.create_task(
-        StartAsyncTcpServer(context(), address=("127.0.0.1", port))
+        StartAsyncTcpServer(
+            context(), address=("127.0.0.1", port), framer=FramerType(framer)
+        )
     )
     await announce(port)
     await server
@@ -77,4 +83,4 @@ async def main(port):
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    asyncio.run(main(int(sys.argv[1])))
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "socket"))

@@ -304,6 +304,18 @@ async fn central_sees_live_values_and_commands_reach_the_device_but_not_the_inte
     .await
     .unwrap();
 
+    // The box lists the interlock's points as not writable, naming who drives them.
+    let lines = get_json(&http, &format!("{}/api/v1/modbus", edge.http_url))
+        .await
+        .unwrap();
+    let points = &lines[0]["devices"][0]["points"];
+    assert_eq!(points["entry_green"]["writable"], false, "{points}");
+    assert_eq!(
+        points["entry_green"]["driven_by"], "site_io.entry_light.green",
+        "{points}"
+    );
+    assert_eq!(points["yard_lamp"]["writable"], true, "{points}");
+
     // Central shows the box's live values, not only recorded ones.
     let live_url = format!(
         "{}/api/v1/live-values?device_id=field-box&prefix=modbus.lights.",

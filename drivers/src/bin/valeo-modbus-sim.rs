@@ -1,14 +1,17 @@
 //! `valeo-modbus-sim`: a simulated Modbus device for installers, demos and
 //! tests with other Modbus tools (mbpoll, pymodbus). It serves Modbus TCP on
-//! an address, or Modbus RTU on a pseudo-terminal (printing the device path
-//! to open), until killed.
+//! an address, Modbus RTU on a pseudo-terminal (printing the device path to
+//! open), or RTU frames over TCP like a serial device server, until killed.
 
 use std::collections::BTreeMap;
 
 use anyhow::{Context, bail};
-use valeo_drivers::modbus::sim::{Behaviour, PtyModbus, SimBank, SimDevice, Tables, serve_tcp};
+use valeo_drivers::modbus::sim::{
+    Behaviour, PtyModbus, SimBank, SimDevice, Tables, serve_rtu_tcp, serve_tcp,
+};
 
-const USAGE: &str = "usage: valeo-modbus-sim (--tcp HOST:PORT | --rtu) [--unit N] \
+const USAGE: &str =
+    "usage: valeo-modbus-sim (--tcp HOST:PORT | --rtu | --rtu-tcp HOST:PORT) [--unit N] \
 [--holding A=V,...] [--input A=V,...] [--coils A=0|1,...] [--discrete A=0|1,...] [--changing]
 
 Addresses are 0-based protocol addresses. Without table options: holding 0..=9 = 100..=109,
@@ -19,6 +22,7 @@ input register on each read.";
 struct Args {
     tcp: Option<String>,
     rtu: bool,
+    rtu_tcp: Option<String>,
     unit: u8,
     tables: Option<Tables>,
     changing: bool,
@@ -45,6 +49,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
         match arg.as_str() {
             "--tcp" => parsed.tcp = Some(value()?),
             "--rtu" => parsed.rtu = true,
+            "--rtu-tcp" => parsed.rtu_tcp = Some(value()?),
             "--unit" => parsed.unit = value()?.parse().context("--unit")?,
             "--changing" => parsed.changing = true,
             "--holding" | "--input" | "--coils" | "--discrete" => {
@@ -63,8 +68,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
-    if parsed.tcp.is_some() == parsed.rtu {
-        bail!("give exactly one of --tcp and --rtu\n{USAGE}");
+    let modes = [parsed.tcp.is_some(), parsed.rtu, parsed.rtu_tcp.is_some()];
+    if modes.iter().filter(|m| **m).count() != 1 {
+        bail!("give exactly one of --tcp, --rtu and --rtu-tcp\n{USAGE}");
     }
     Ok(parsed)
 }
@@ -88,13 +94,18 @@ async fn main() -> anyhow::Result<()> {
     });
     let bank = SimBank::new(vec![device]);
     // The first line tells a waiting script where to connect.
-    let _held = match args.tcp {
-        Some(addr) => {
+    let _held = match (args.tcp, args.rtu_tcp) {
+        (Some(addr), _) => {
             let (local, task) = serve_tcp(&addr, bank).await?;
             println!("listening on {local}");
             (Some(task), None)
         }
-        None => {
+        (None, Some(addr)) => {
+            let (local, task) = serve_rtu_tcp(&addr, bank).await?;
+            println!("rtu over tcp on {local}");
+            (Some(task), None)
+        }
+        (None, None) => {
             let pty = PtyModbus::spawn(bank)?;
             println!("rtu on {}", pty.path().display());
             (None, Some(pty))

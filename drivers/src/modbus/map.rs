@@ -229,12 +229,28 @@ fn default_poll_interval_ms() -> u64 {
     1000
 }
 
+/// How Modbus frames look on a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Framing {
+    /// Binary frames with a CRC-16: serial lines, and serial device servers
+    /// in transparent mode over TCP ("RTU over TCP").
+    Rtu,
+    /// Hex text frames `:…LRC CR LF`, found on older analyzers and PLCs.
+    Ascii,
+    /// The MBAP header of Modbus TCP.
+    Tcp,
+}
+
 /// A serial line or TCP endpoint with its devices; one task owns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LineConfig {
     pub id: String,
     pub transport: TransportConfig,
+    /// Unset: `rtu` on a serial line, `tcp` on a TCP connection.
+    #[serde(default)]
+    pub framing: Option<Framing>,
     /// Quiet time after (re)connecting before the first request.
     #[serde(default)]
     pub pause_after_connect_ms: u64,
@@ -504,6 +520,14 @@ impl DeviceConfig {
 }
 
 impl LineConfig {
+    /// The framing in effect.
+    pub fn framing(&self) -> Framing {
+        self.framing.unwrap_or(match self.transport {
+            TransportConfig::Serial { .. } => Framing::Rtu,
+            TransportConfig::Tcp { .. } => Framing::Tcp,
+        })
+    }
+
     /// Checks the line and every device on it.
     pub fn validate(&self) -> Result<(), MapError> {
         let here = |problem: String| MapError {
@@ -514,16 +538,25 @@ impl LineConfig {
             return Err(here("id must be 1-64 of A-Z a-z 0-9 - _".into()));
         }
         self.transport.validate().map_err(here)?;
+        if matches!(self.transport, TransportConfig::Serial { .. })
+            && self.framing == Some(Framing::Tcp)
+        {
+            return Err(here(
+                "framing \"tcp\" (MBAP) needs a tcp transport; a serial line speaks rtu or ascii"
+                    .into(),
+            ));
+        }
         if self.pause_after_connect_ms > 60_000 {
             return Err(here("pause_after_connect_ms must be at most 60000".into()));
         }
         if self.devices.is_empty() {
             return Err(here("has no devices".into()));
         }
-        let serial = matches!(self.transport, TransportConfig::Serial { .. });
+        // RTU and ASCII address devices on a bus, whatever carries the frames.
+        let bus = self.framing() != Framing::Tcp;
         let mut units = HashSet::new();
         for device in &self.devices {
-            device.validate(serial)?;
+            device.validate(bus)?;
             if !units.insert(device.unit) {
                 return Err(here(format!("unit {} is used by two devices", device.unit)));
             }
@@ -937,6 +970,32 @@ mod tests {
                 .contains("unit 0")
         );
         unit0.validate(false).unwrap();
+    }
+
+    #[test]
+    fn framing_follows_the_transport_unless_set() {
+        let line = |transport: &str, framing: &str| -> LineConfig {
+            toml::from_str(&format!(
+                "id = \"l\"\n{framing}\n[transport]\n{transport}\n\
+                 [[devices]]\nid = \"d\"\nunit = 0\naddress_base = 0\n\
+                 [[devices.points]]\nname = \"p\"\ntable = \"coil\"\naddress = 0\ntype = \"bool\""
+            ))
+            .unwrap()
+        };
+        let serial = "kind = \"serial\"\npath = \"/dev/ttyUSB0\"";
+        let tcp = "kind = \"tcp\"\naddress = \"10.0.0.9:4001\"";
+        assert_eq!(line(serial, "").framing(), Framing::Rtu);
+        assert_eq!(line(tcp, "").framing(), Framing::Tcp);
+        assert_eq!(line(tcp, "framing = \"ascii\"").framing(), Framing::Ascii);
+        let wrong = line(serial, "framing = \"tcp\"").validate().unwrap_err();
+        assert!(
+            wrong.to_string().contains("needs a tcp transport"),
+            "{wrong}"
+        );
+        // RTU over TCP is a bus: unit 0 (broadcast) is no device address there.
+        let bus = line(tcp, "framing = \"rtu\"").validate().unwrap_err();
+        assert!(bus.to_string().contains("unit 0"), "{bus}");
+        line(tcp, "").validate().unwrap();
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! serialises every request on it) ; `sim` is a device simulator speaking
 //! the real protocol, over TCP and over a pseudo-terminal for RTU.
 
+pub mod ascii;
 pub mod map;
 pub mod plan;
 pub mod poller;

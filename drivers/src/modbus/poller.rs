@@ -24,7 +24,10 @@ use tokio_modbus::client::{Context, Reader, Writer};
 use tokio_modbus::prelude::SlaveContext;
 use tokio_modbus::{ExceptionCode, Slave};
 
-use super::map::{self, Access, DataType, DeviceConfig, LineConfig, PointConfig, Table, Value};
+use super::ascii::AsciiIo;
+use super::map::{
+    self, Access, DataType, DeviceConfig, Framing, LineConfig, PointConfig, Table, Value,
+};
 use super::plan::{ReadRequest, plan};
 use crate::transport::{self, BoxedIo, TransportConfig};
 
@@ -521,9 +524,10 @@ impl Line {
                 ))
             })?;
         let io = DebugIo(io);
-        self.ctx = Some(match self.config.transport {
-            TransportConfig::Serial { .. } => tokio_modbus::client::rtu::attach(io),
-            TransportConfig::Tcp { .. } => tokio_modbus::client::tcp::attach(io),
+        self.ctx = Some(match self.config.framing() {
+            Framing::Rtu => tokio_modbus::client::rtu::attach(io),
+            Framing::Ascii => tokio_modbus::client::rtu::attach(AsciiIo::new(io)),
+            Framing::Tcp => tokio_modbus::client::tcp::attach(io),
         });
         if self.config.pause_after_connect_ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.config.pause_after_connect_ms)).await;

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
@@ -389,6 +390,43 @@ pub async fn serve_tcp(addr: &str, bank: SimBank) -> io::Result<(SocketAddr, Joi
     Ok((local, task))
 }
 
+/// Listens on `addr` and serves the bank with RTU frames over TCP, as a
+/// serial device server in transparent mode passes an RS-485 line through:
+/// each connection is a line of its own. Aborting the task stops serving.
+pub async fn serve_rtu_tcp(addr: &str, bank: SimBank) -> io::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let slots = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
+        // Connections end with this task: the set aborts them when dropped.
+        let mut lines = JoinSet::new();
+        loop {
+            let (mut stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "modbus rtu-over-tcp simulator accept failed");
+                    tokio::time::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                tracing::warn!(%peer, "too many modbus simulator connections, closing");
+                continue;
+            };
+            let bank = bank.clone();
+            lines.spawn(async move {
+                let _slot = slot;
+                if let Err(error) = serve_rtu(&mut stream, &bank).await {
+                    tracing::debug!(%peer, %error, "modbus rtu-over-tcp connection ended");
+                }
+            });
+            // Reap finished connections so the set does not grow.
+            while lines.try_join_next().is_some() {}
+        }
+    });
+    Ok((local, task))
+}
+
 /// Starts relaying `stream` and returns the pipe end tokio-modbus serves, or
 /// `None` (the connection is closed) when all slots are taken.
 fn relay_connection(
@@ -486,7 +524,10 @@ impl Drop for PtyModbus {
 /// frame it cannot parse (and panics on some), where a real device would
 /// just ignore the frame. So it runs on an inner pty pair relayed to `line`,
 /// and a fresh pair replaces it while the path clients opened stays valid.
-async fn serve_rtu(line: &mut SerialStream, bank: &SimBank) -> io::Result<()> {
+async fn serve_rtu<L>(line: &mut L, bank: &SimBank) -> io::Result<()>
+where
+    L: AsyncRead + AsyncWrite + Unpin,
+{
     let (device, mut relay) = SerialStream::pair().map_err(io::Error::from)?;
     let service = BankService {
         bank: bank.clone(),
@@ -761,7 +802,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         // Write multiple coils, quantity 100 but one data byte, valid CRC: the decoder panics.
         let mut frame = vec![1, 0x0F, 0, 0, 0, 100, 1, 0xFF];
-        frame.extend_from_slice(&crc(&frame).to_le_bytes());
+        frame.extend_from_slice(&crate::modbus::ascii::crc16(&frame).to_le_bytes());
         port.write_all(&frame).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
 
@@ -770,22 +811,6 @@ mod tests {
             .await
             .expect("the line is served again");
         assert_eq!(read.unwrap(), Ok(vec![100]));
-    }
-
-    /// Modbus RTU CRC-16 (poly 0xA001, init 0xFFFF), sent low byte first.
-    fn crc(bytes: &[u8]) -> u16 {
-        let mut crc = 0xFFFF_u16;
-        for byte in bytes {
-            crc ^= u16::from(*byte);
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 {
-                    (crc >> 1) ^ 0xA001
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        crc
     }
 
     #[tokio::test]

@@ -11,6 +11,8 @@
 pub mod controller;
 pub mod interlock;
 mod modbus_pins;
+
+pub use modbus_pins::check_modbus_pins;
 pub mod pins;
 
 pub use controller::{

@@ -15,8 +15,8 @@ use embedded_hal::digital::{ErrorType, InputPin, OutputPin};
 use tokio::sync::oneshot::error::TryRecvError;
 use tokio::sync::watch;
 
-use super::pins::{OpenError, PinError, SiteOutput};
-use crate::modbus::map::{Access, DataType, Value};
+use super::pins::{OpenError, PinConfig, PinError, SiteIoConfig, SiteOutput};
+use crate::modbus::map::{Access, DataType, DeviceConfig, LineConfig, Value};
 use crate::modbus::poller::{DeviceSnapshot, LineHandle, ModbusError, PendingWrite, Quality};
 
 fn now_ms() -> u64 {
@@ -35,6 +35,68 @@ struct Located {
     snapshot: watch::Receiver<DeviceSnapshot>,
 }
 
+fn problem(field: &str, problem: String) -> OpenError {
+    OpenError::Modbus {
+        field: field.to_owned(),
+        problem,
+    }
+}
+
+/// Checks that `device` (if found) has a bool `point`, writable for an output.
+fn check_point(
+    field: &str,
+    device: Option<&DeviceConfig>,
+    device_id: &str,
+    point: &str,
+    output: bool,
+) -> Result<(), OpenError> {
+    let config = device.ok_or_else(|| {
+        problem(
+            field,
+            format!("no [[modbus]] line has a device {device_id:?}"),
+        )
+    })?;
+    let point_config = config.point(point).ok_or_else(|| {
+        problem(
+            field,
+            format!("modbus device {device_id:?} has no point {point:?}"),
+        )
+    })?;
+    if point_config.data_type != DataType::Bool {
+        return Err(problem(
+            field,
+            format!(
+                "modbus point {device_id}.{point} must be of type bool (a coil, discrete input or register bit)"
+            ),
+        ));
+    }
+    if output && point_config.access != Access::ReadWrite {
+        return Err(problem(
+            field,
+            format!(
+                "modbus point {device_id}.{point} drives an output, so it needs access = \"rw\""
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks every Modbus pin of `config` against the `[[modbus]]` lines, so a
+/// config can be refused at load, before anything is opened.
+pub fn check_modbus_pins(config: &SiteIoConfig, lines: &[LineConfig]) -> Result<(), OpenError> {
+    let outputs = config.outputs().len();
+    for (index, (field, pin)) in config.pins().into_iter().enumerate() {
+        if let PinConfig::Modbus { device, point, .. } = pin {
+            let found = lines
+                .iter()
+                .flat_map(|line| &line.devices)
+                .find(|d| d.id == *device);
+            check_point(&field, found, device, point, index < outputs)?;
+        }
+    }
+    Ok(())
+}
+
 fn locate(
     field: &str,
     lines: &[LineHandle],
@@ -42,30 +104,19 @@ fn locate(
     point: &str,
     output: bool,
 ) -> Result<Located, OpenError> {
-    let problem = |problem: String| OpenError::Modbus {
-        field: field.to_owned(),
-        problem,
-    };
-    let (line, config) = lines
+    let found = lines
         .iter()
-        .find_map(|line| line.device_config(device).map(|c| (line, c)))
-        .ok_or_else(|| problem(format!("no [[modbus]] line has a device {device:?}")))?;
-    let point_config = config
-        .point(point)
-        .ok_or_else(|| problem(format!("modbus device {device:?} has no point {point:?}")))?;
-    if point_config.data_type != DataType::Bool {
-        return Err(problem(format!(
-            "modbus point {device}.{point} must be of type bool (a coil, discrete input or register bit)"
-        )));
-    }
-    if output && point_config.access != Access::ReadWrite {
-        return Err(problem(format!(
-            "modbus point {device}.{point} drives an output, so it needs access = \"rw\""
-        )));
-    }
+        .find_map(|line| line.device_config(device).map(|c| (line, c)));
+    check_point(field, found.map(|(_, c)| c), device, point, output)?;
+    let Some((line, _)) = found else {
+        return Err(problem(
+            field,
+            format!("modbus device {device:?} is not polled"),
+        ));
+    };
     let snapshot = line
         .snapshot(device)
-        .ok_or_else(|| problem(format!("modbus device {device:?} is not polled")))?;
+        .ok_or_else(|| problem(field, format!("modbus device {device:?} is not polled")))?;
     Ok(Located {
         line: line.clone(),
         snapshot,

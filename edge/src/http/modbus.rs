@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use valeo_drivers::modbus::poller::ModbusError;
+use valeo_drivers::modbus::poller::{DeviceSnapshot, ModbusError};
 use valeo_process::problem::Problem;
 
 use super::AppState;
@@ -15,7 +15,21 @@ use super::tickets::body;
 use crate::field_commands::WriteError;
 
 /// `GET /api/v1/modbus`: lines, their devices' health and point values.
+/// A point the site interlock drives is listed as not writable, with the
+/// `[site_io]` field that drives it (`driven_by`).
 pub(super) async fn list(State(state): State<AppState>) -> Response {
+    let device_json = |device: &str, snapshot: DeviceSnapshot| {
+        let mut json = serde_json::to_value(snapshot).unwrap_or_default();
+        if let Some(points) = json["points"].as_object_mut() {
+            for (point, reading) in points.iter_mut() {
+                if let Some(field) = state.field.driven_by(device, point) {
+                    reading["writable"] = false.into();
+                    reading["driven_by"] = field.into();
+                }
+            }
+        }
+        json
+    };
     let lines: Vec<_> = state
         .field
         .lines()
@@ -26,7 +40,7 @@ pub(super) async fn list(State(state): State<AppState>) -> Response {
                 "devices": line
                     .devices()
                     .iter()
-                    .map(|(_, rx)| rx.borrow().clone())
+                    .map(|(id, rx)| device_json(id, rx.borrow().clone()))
                     .collect::<Vec<_>>(),
             })
         })

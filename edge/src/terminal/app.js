@@ -805,7 +805,10 @@ function renderPoint(item, device, name, reading) {
   if (typeof value === 'boolean') v.dataset.on = String(value); else delete v.dataset.on;
 
   let b = item.querySelector('.modbus-toggle');
-  const want = typeof value === 'boolean' && !state.modbusReadOnly.has(mbKey(device, name));
+  // Points the site interlock drives come as not writable, with the field that drives them.
+  const want = typeof value === 'boolean' && reading?.writable !== false
+    && !state.modbusReadOnly.has(mbKey(device, name));
+  if (reading?.driven_by) item.title = `${t('drivenByInterlock')}: ${reading.driven_by}`;
   if (!want) { b?.remove(); return; }
   if (!b) {
     b = el('button', { type: 'button', class: 'modbus-toggle secondary', dataset: { device, point: name } });
@@ -829,8 +832,8 @@ function toggleModbus(b) {
         { value, by: `terminal:${operatorName()}` });
       state.modbusSet[mbKey(device, point)] = { value, at: Date.now() };
     } catch (e) {
-      // The GET does not say which points are writable: a 422 does.
-      if (e.status === 422) state.modbusReadOnly.add(mbKey(device, point));
+      // A point that turned out read-only (422) or interlocked (409) loses its toggle.
+      if (e.status === 422 || e.status === 409) state.modbusReadOnly.add(mbKey(device, point));
       throw e;
     } finally {
       b.removeAttribute('aria-busy');

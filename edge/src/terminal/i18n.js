@@ -130,6 +130,7 @@ const DICT = {
     off: 'OFF',
     switchOn: 'Switch on',
     switchOff: 'Switch off',
+    drivenByInterlock: 'Driven by the site interlock',
     // printable ticket
     ticketNo: 'Ticket no.',
     device: 'Site / box',
@@ -287,6 +288,7 @@ const DICT = {
     off: 'AUS',
     switchOn: 'Einschalten',
     switchOff: 'Ausschalten',
+    drivenByInterlock: 'Von der Ampelsteuerung geschaltet',
     ticketNo: 'Schein-Nr.',
     device: 'Standort / Box',
     role: 'Art',
