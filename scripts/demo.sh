@@ -17,6 +17,12 @@ cat > data/central.demo.toml <<TOML
 # Written by scripts/demo.sh: central on embedded defaults, knowing the demo box.
 data_dir = "data/central"
 master_data_file = "config/master-data.demo.json"
+[fiscal]
+company_name = "Agrarhandel Musterfeld GmbH"
+street = "Feldweg 1"
+zip = "49999"
+city = "Musterfeld"
+tax_number = "12/345/67890"
 [[devices]]
 id = "demo-weighbridge-01"
 public_key = "$key"

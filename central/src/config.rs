@@ -32,6 +32,40 @@ pub struct CentralConfig {
     /// changed through `PUT /api/v1/master-data`.
     #[serde(default)]
     pub master_data_file: Option<PathBuf>,
+    /// The trader and the cash register model, for DSFinV-K exports.
+    #[serde(default)]
+    pub fiscal: Option<FiscalConfig>,
+}
+
+/// Master data of the DSFinV-K export that no box knows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FiscalConfig {
+    pub company_name: String,
+    pub street: String,
+    pub zip: String,
+    pub city: String,
+    /// ISO 3166 alpha-3, e.g. `DEU`.
+    #[serde(default = "default_country")]
+    pub country: String,
+    #[serde(default)]
+    pub tax_number: Option<String>,
+    #[serde(default)]
+    pub vat_id: Option<String>,
+    #[serde(default = "default_register_brand")]
+    pub register_brand: String,
+    #[serde(default = "default_register_model")]
+    pub register_model: String,
+}
+
+fn default_country() -> String {
+    "DEU".into()
+}
+fn default_register_brand() -> String {
+    "Valeo Edge".into()
+}
+fn default_register_model() -> String {
+    "Weighbridge edge box".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -13,6 +13,7 @@
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod dsfinvk;
 pub mod live;
 pub mod master_data;
 pub mod store;
@@ -58,6 +59,7 @@ pub async fn run(
         receiver,
         publisher,
         live,
+        fiscal: config.fiscal.clone().map(Arc::new),
         version: VERSION,
     };
     let listener = tokio::net::TcpListener::bind(config.http.listen)

@@ -20,3 +20,4 @@ pub mod sim;
 /// Traffic lights, barriers and vehicle-position sensors at the platform, with the weighing interlock.
 pub mod site_io;
 pub mod transport;
+pub mod tse;

@@ -51,6 +51,9 @@ pub struct EdgeConfig {
     /// Modbus lines (serial RTU or TCP endpoints) with their devices.
     #[serde(default)]
     pub modbus: Vec<LineConfig>,
+    /// The cash desk with its TSE; absent: no cash sales at this box.
+    #[serde(default)]
+    pub cash: Option<crate::cash::CashSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -328,6 +331,9 @@ impl EdgeConfig {
         }
         if config.simulation.modbus && !config.simulation.enabled {
             anyhow::bail!("[simulation] modbus needs enabled = true");
+        }
+        if let Some(cash) = &config.cash {
+            cash.validate().map_err(|e| anyhow::anyhow!("[cash] {e}"))?;
         }
         // Simulated field devices join at start-up; their pins are checked then.
         if !config.simulation.modbus {

@@ -4,6 +4,7 @@
 //! Errors are problem+json; the operator sees why a weighing was refused
 //! (not stable, below minimum load, no such ticket) and nothing internal.
 
+mod cash;
 mod modbus;
 mod simulation;
 mod terminal;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub simulation: Option<Simulation>,
     /// The Modbus lines the agent polls, and writes to them.
     pub field: FieldWrites,
+    /// The cash desk, when `[cash]` is configured.
+    pub cash: Option<crate::cash::CashDesk>,
 }
 
 /// What a simulating agent lets the API drive.
@@ -47,6 +50,8 @@ pub struct Simulation {
     pub truck: TruckScale,
     /// The `[site_io]` pins of kind `simulated`.
     pub pins: SimulatedPins,
+    /// Faults of the software TSE, when the cash desk signs with it.
+    pub tse_faults: Option<valeo_drivers::tse::software::TseFaults>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -76,6 +81,18 @@ pub fn app(state: AppState) -> Router {
             post(tickets::quality),
         )
         .route("/api/v1/weighings", post(tickets::by_plate))
+        .route("/api/v1/tse", get(cash::tse_status))
+        .route("/api/v1/tse/export", get(cash::tse_export))
+        .route("/api/v1/sales", post(cash::create_sale))
+        .route("/api/v1/sales/open", get(cash::open_sales))
+        .route("/api/v1/sales/open/{id}/lines", post(cash::add_line))
+        .route("/api/v1/sales/open/{id}/finish", post(cash::finish))
+        .route("/api/v1/sales/open/{id}/abort", post(cash::abort))
+        .route("/api/v1/receipts", get(cash::receipts))
+        .route("/api/v1/receipts/{n}", get(cash::receipt))
+        .route("/api/v1/receipts/{n}/print", get(cash::print))
+        .route("/api/v1/receipts/{n}/storno", post(cash::storno))
+        .route("/api/v1/cash/closing", post(cash::closing))
         .route("/api/v1/simulation", get(simulation::status))
         .route(
             "/api/v1/simulation/truck",
@@ -84,6 +101,10 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/api/v1/simulation/sensors/{name}",
             axum::routing::put(simulation::set_sensor),
+        )
+        .route(
+            "/api/v1/simulation/tse",
+            axum::routing::put(simulation::set_tse_fault),
         )
         .merge(terminal::routes())
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such resource") })
@@ -340,8 +361,19 @@ async fn health(State(state): State<AppState>) -> Response {
     for device in modbus_health.iter().filter(|d| d.degraded) {
         alarms.push(format!("modbus device {:?} degraded", device.device_id));
     }
-    let healthy =
-        outbox.is_some() && !disk_alarm && !pin_fault && scales.iter().all(|s| s.connected);
+    let tse = state.cash.as_ref().map(crate::cash::CashDesk::status);
+    let tse_outage = tse.as_ref().and_then(|t| t.outage.as_ref());
+    if let Some(outage) = tse_outage {
+        alarms.push(format!(
+            "TSE outage since {}: {} (receipts are issued without signature)",
+            outage.started_at, outage.cause
+        ));
+    }
+    let healthy = outbox.is_some()
+        && !disk_alarm
+        && !pin_fault
+        && tse_outage.is_none()
+        && scales.iter().all(|s| s.connected);
     let body = serde_json::json!({
         "master_data": {
             "version": master.data.version,
@@ -363,6 +395,7 @@ async fn health(State(state): State<AppState>) -> Response {
         "uplink": uplink,
         "scales": scales,
         "modbus": modbus_health,
+        "tse": tse,
     });
     let code = if healthy {
         StatusCode::OK

@@ -5,6 +5,7 @@
 //! - [`config`]: the TOML configuration and its checks;
 //! - [`master_data`]: central's master data, cached for offline weighing;
 //! - [`workflow`]: the weighbridge steps on top of the outbox;
+//! - [`cash`]: cash sales signed by the TSE, receipts, outages, closings;
 //! - [`http`]: the local API, the operator terminal and `/health`;
 //! - [`telemetry`]: live values for integrators, best effort;
 //! - [`modbus`]: Modbus values into telemetry and records;
@@ -12,6 +13,7 @@
 //! - [`demo`]: simulated traffic for demos; [`sim_field`]: simulated Modbus devices;
 //! - [`run`]: wiring it together.
 
+pub mod cash;
 pub mod config;
 pub mod demo;
 pub mod field_commands;
@@ -218,7 +220,45 @@ pub async fn run(
         ));
     }
 
+    let mut tse_faults = None;
+    let cash = match &config.cash {
+        Some(settings) => {
+            let backend: Box<dyn valeo_drivers::tse::TseBackend> = match &settings.tse {
+                cash::TseConfig::Software { dir } => {
+                    let dir = dir.clone().unwrap_or_else(|| config.data_dir.join("tse"));
+                    let tse =
+                        valeo_drivers::tse::software::SoftwareTse::open(&dir).map_err(|e| {
+                            anyhow::anyhow!(
+                                "cannot open the software TSE in {}: {e}",
+                                dir.display()
+                            )
+                        })?;
+                    tse_faults = Some(tse.faults());
+                    Box::new(tse)
+                }
+                cash::TseConfig::Fiskaly(fiskaly) => Box::new(
+                    // Exports wait at most a minute: the TSE task signs nothing meanwhile.
+                    valeo_drivers::tse::fiskaly::FiskalyTse::new(fiskaly.clone())
+                        .map_err(|e| anyhow::anyhow!("[cash.tse] {e}"))?
+                        .with_export_polling(std::time::Duration::from_secs(2), 30),
+                ),
+            };
+            let tse = valeo_drivers::tse::TseHandle::spawn(backend, settings.call_timeout_ms);
+            let desk = cash::CashDesk::open(
+                workflow.outbox().clone(),
+                tse,
+                settings.clone(),
+                Arc::new(SystemClock),
+                workflow_notify.clone(),
+            )?;
+            tokio::spawn(cash::run(desk.clone()));
+            tracing::info!(cash_point = %settings.cash_point, "cash desk open");
+            Some(desk)
+        }
+        None => None,
+    };
     let state = http::AppState {
+        cash,
         workflow,
         uplink,
         device_id: config.device_id.clone(),
@@ -226,6 +266,7 @@ pub async fn run(
         simulation: simulated.as_ref().map(|(_, truck)| http::Simulation {
             truck: truck.clone(),
             pins: simulated_pins.clone(),
+            tse_faults: tse_faults.clone(),
         }),
     };
     let listener = tokio::net::TcpListener::bind(config.http.listen)

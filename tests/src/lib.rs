@@ -242,7 +242,9 @@ impl Central {
             "data_dir = \"{data}\"\n\
              [http]\nlisten = \"127.0.0.1:{http_port}\"\n\
              [embedded_broker]\nenabled = {embedded}\nlisten = \"127.0.0.1:{mqtt_port}\"\n\
-             [mqtt]\nhost = \"127.0.0.1\"\nport = {mqtt_port}\nreconnect_backoff_max_ms = 1000\n",
+             [mqtt]\nhost = \"127.0.0.1\"\nport = {mqtt_port}\nreconnect_backoff_max_ms = 1000\n\
+             [fiscal]\ncompany_name = \"Agrarhandel Musterfeld GmbH\"\nstreet = \"Feldweg 1\"\n\
+             zip = \"49999\"\ncity = \"Musterfeld\"\ntax_number = \"12/345/67890\"\n",
             data = dir.join("central-data").display(),
             embedded = external_broker_port.is_none(),
         );

@@ -24,6 +24,7 @@ use crate::live::LiveValues;
 use crate::store::{PutMasterDataError, Store, WeighingFilter, WeighingStatus};
 
 pub mod field;
+mod fiscal;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -34,6 +35,8 @@ pub struct AppState {
     pub publisher: DevicePublisher,
     /// The latest telemetry of every box.
     pub live: LiveValues,
+    /// Trader data for DSFinV-K exports.
+    pub fiscal: Option<Arc<crate::config::FiscalConfig>>,
     pub version: &'static str,
 }
 
@@ -61,6 +64,12 @@ pub fn app(state: AppState, request_timeout_ms: u64) -> Router {
         )
         .route("/api/v1/commands", get(field::list_commands))
         .route("/api/v1/commands/{id}", get(field::get_command))
+        .route("/api/v1/cash-sales", get(fiscal::list_sales))
+        .route("/api/v1/cash-sales/{id}", get(fiscal::get_sale))
+        .route("/api/v1/tse-outages", get(fiscal::outages))
+        .route("/api/v1/tses", get(fiscal::tses))
+        .route("/api/v1/tses/{serial}/export", get(fiscal::tse_export))
+        .route("/api/v1/dsfinvk", get(fiscal::dsfinvk_export))
         .route(
             "/api/v1/master-data",
             get(get_master_data).put(put_master_data),

@@ -10,14 +10,18 @@
 //!   columns the lists filter on. It can always be rebuilt from `records`.
 //!
 //! And the master data central publishes to the boxes (`master_data`), and
-//! the commands sent to them with their results (`commands`).
+//! the commands sent to them with their results (`commands`), and the
+//! fiscal data: cash sales with the check of their TSE signatures, TSE
+//! outages, closings and the log messages for TAR exports (`fiscal`).
 //!
 //! A batch is committed in one `BEGIN IMMEDIATE` transaction with
 //! `synchronous=FULL`; the receiver acks only after `commit` returns.
 
 mod commands;
+mod fiscal;
 
 pub use commands::{CommandView, NewCommandError};
+pub use fiscal::{CashSaleFilter, CashSaleView, TseView, verify_sale};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -178,6 +182,7 @@ impl Store {
         };
         let writer = open()?;
         writer.execute_batch(SCHEMA)?;
+        writer.execute_batch(fiscal::SCHEMA)?;
         let reader = open()?;
         let store = Store {
             writer: Arc::new(Mutex::new(writer)),
@@ -671,6 +676,9 @@ fn materialize(tx: &rusqlite::Transaction<'_>, record: &Record) -> Result<(), St
     }
     if record.kind == KIND_COMMAND_RESULT {
         return commands::command_result(tx, record);
+    }
+    if fiscal::is_fiscal(&record.kind) {
+        return fiscal::materialize(tx, record);
     }
     let event = TicketEvent::from_record(&record.kind, &record.payload)
         .map_err(|e| format!("{} payload: {e}", record.kind))?

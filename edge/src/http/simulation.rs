@@ -114,3 +114,41 @@ pub(super) async fn set_sensor(
         Err(error) => Problem::not_found(error.to_string()).into_response(),
     }
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TseFault {
+    /// While set, every call to the software TSE fails with this cause.
+    failing: Option<String>,
+    /// Every call to the software TSE first waits this long (a TSE that
+    /// answers late, so the desk's call timeout fires).
+    #[serde(default)]
+    delay_ms: u64,
+}
+
+/// `PUT /api/v1/simulation/tse {"failing": "USB unplugged", "delay_ms": 0}`:
+/// makes the software TSE fail or answer late, to show and test the outage
+/// handling. 404 unless the agent simulates and signs with the software TSE.
+pub(super) async fn set_tse_fault(
+    State(state): State<AppState>,
+    request: Result<Json<TseFault>, JsonRejection>,
+) -> Response {
+    let faults = match simulated(&state) {
+        Ok(sim) => sim.tse_faults.as_ref(),
+        Err(answer) => return answer.into_response(),
+    };
+    let Some(faults) = faults else {
+        return Problem::not_found("this agent does not sign with the software TSE")
+            .into_response();
+    };
+    let request = match body(request) {
+        Ok(r) => r,
+        Err(answer) => return answer.into_response(),
+    };
+    if request.delay_ms > 600_000 {
+        return Problem::bad_request("delay_ms must be at most 600000").into_response();
+    }
+    faults.set_failing(request.failing);
+    faults.set_delay_ms(request.delay_ms);
+    StatusCode::NO_CONTENT.into_response()
+}

@@ -1,8 +1,8 @@
 // Operator terminal: live weight, first/second weighing, tickets on site.
 // Plain ES module, no build step: the agent serves these files as they are.
 import {
-  t, setLang, applyStatic, onLangChange, el,
-  formatWeight, formatTime, formatDate, formatAge, formatNumber, parseNumber,
+  t, lang, setLang, applyStatic, onLangChange, el,
+  formatWeight, formatTime, formatDate, formatDateTime, formatAge, formatNumber, parseNumber,
 } from '/terminal/i18n.js';
 
 const $ = (id) => document.getElementById(id);
@@ -28,6 +28,13 @@ const state = {
   modbus: [], // GET /api/v1/modbus: lines with their devices' health and points
   modbusReadOnly: new Set(), // device\npoint refused with 422: no toggle for it
   modbusSet: {}, // device\npoint → {value, at}: last write, until a poll shows it
+  cash: false, // the agent has a cash desk (GET /api/v1/tse answered)
+  tse: null, // GET /api/v1/tse: {available, info, outage, last_error}
+  tseStale: false, // the last TSE poll got no answer
+  receipts: [], // GET /api/v1/receipts?limit=20, newest first
+  payment: 'Bar', // Bar | ECKarte
+  lastSale: null,
+  cashConfirm: null, // {kind: 'storno' | 'closing', n} while the dialog is open
 };
 
 // ---------------------------------------------------------------- API
@@ -843,6 +850,293 @@ function toggleModbus(b) {
   }, { refresh: false });
 }
 
+// ------------------------------------------------------------ cash desk
+
+// Decimal text ("2,5", "3.20", "1 000") → integer count of 10^-places, as a
+// BigInt, with no floating point on the way: money and legal quantities.
+// null for empty input; an InputError for anything else that is not a
+// positive amount with at most `places` decimals.
+function parseDecimal(input, places, emptyKey) {
+  const raw = input.value.replace(/\s/g, '');
+  if (raw === '') throw new InputError(t(emptyKey), input);
+  const m = /^(\d*)(?:[.,](\d*))?$/.exec(raw);
+  if (!m || (m[1] + (m[2] || '')) === '') throw new InputError(t('badNumber', { v: input.value.trim() }), input);
+  const frac = (m[2] || '').replace(/0+$/, '');
+  if (frac.length > places) throw new InputError(t('tooManyDecimals', { v: input.value.trim(), d: places }), input);
+  if (m[1].replace(/^0+/, '').length > 9) throw new InputError(t('tooLarge', { v: input.value.trim() }), input);
+  const value = BigInt(m[1] || '0') * 10n ** BigInt(places) + BigInt((frac || '0').padEnd(places, '0'));
+  if (value <= 0n) throw new InputError(t(emptyKey), input);
+  return value;
+}
+
+// Largest amount of one line the agent accepts (MAX_AMOUNT_CENTS).
+const MAX_CENTS = 1000000000n;
+
+// The line as the agent checks it: gross = quantity × unit price, rounded
+// half away from zero (all positive here, so +500 and truncate).
+function readSaleLine() {
+  const text = $('sale-text').value.trim();
+  if (!text) throw new InputError(t('needText'), $('sale-text'));
+  const qty = parseDecimal($('sale-qty'), 3, 'needQty');
+  const price = parseDecimal($('sale-price'), 2, 'needPrice');
+  const gross = (qty * price + 500n) / 1000n;
+  for (const [v, input] of [[qty, $('sale-qty')], [price, $('sale-price')], [gross, $('sale-price')]]) {
+    if (v > MAX_CENTS) throw new InputError(t('tooLarge', { v: input.value.trim() }), input);
+  }
+  return {
+    text,
+    quantity_milli: Number(qty),
+    unit: $('sale-unit').value.trim() || 'kg',
+    unit_price_cents: Number(price),
+    gross_cents: Number(gross),
+    vat_key: Number($('sale-vat').value),
+  };
+}
+
+// Cents (a safe integer) as "8,00 €" / "8.00 €", by integer arithmetic.
+function formatCents(cents) {
+  if (typeof cents !== 'number' || !Number.isFinite(cents)) return '—';
+  const abs = Math.abs(Math.trunc(cents));
+  const sep = lang() === 'de' ? ',' : '.';
+  return `${cents < 0 ? '-' : ''}${Math.trunc(abs / 100)}${sep}${String(abs % 100).padStart(2, '0')} €`;
+}
+
+const saleTotal = (s) => (s.lines || []).reduce((sum, l) => sum + (l.gross_cents || 0), 0);
+
+function renderSalePreview() {
+  let text = '—';
+  try { text = formatCents(readSaleLine().gross_cents); } catch { /* incomplete: no total yet */ }
+  $('sale-total').textContent = text;
+}
+
+// A poll loop on setTimeout (requests never pile up on a slow line) that can
+// also be run at once, never twice at the same time. `fn` returns the delay
+// until the next run, or false to stop for good.
+function poller(fn) {
+  let busy = false;
+  let again = false;
+  let timer = null;
+  let stopped = false;
+  const run = async () => {
+    if (stopped) return;
+    if (busy) { again = true; return; }
+    clearTimeout(timer);
+    busy = true;
+    let next;
+    try { next = await fn(); } finally { busy = false; }
+    if (next === false) { stopped = true; return; }
+    if (again) { again = false; next = 0; }
+    timer = setTimeout(run, next);
+  };
+  return run;
+}
+
+const pollTse = poller(async () => {
+  try {
+    state.tse = await api('GET', '/api/v1/tse');
+    state.tseStale = false;
+  } catch (e) {
+    // 404: this box has no cash desk. It will not grow one while the page
+    // is open, so the panel stays hidden and nobody asks again.
+    if (e.status === 404) {
+      state.cash = false;
+      $('cash').hidden = true;
+      $('tse-outage').hidden = true;
+      return false;
+    }
+    state.tseStale = true;
+  }
+  if (state.tse && !state.cash) {
+    state.cash = true;
+    loadReceipts();
+  }
+  renderTse();
+  return 5000;
+});
+
+const loadReceipts = poller(async () => {
+  try {
+    const list = await api('GET', '/api/v1/receipts?limit=20');
+    state.receipts = Array.isArray(list) ? list : [];
+    renderReceipts();
+  } catch { /* keep the last list; the next poll retries */ }
+  return 10000;
+});
+
+function shortSerial(s) {
+  return s && s.length > 16 ? `${s.slice(0, 8)}…${s.slice(-4)}` : s || '';
+}
+
+function renderTse() {
+  if (!state.cash) return;
+  const s = state.tse || {};
+  $('cash').hidden = false;
+  $('cash').dataset.stale = String(!!state.tseStale);
+  const outage = s.outage || null;
+  const chip = $('tse-state');
+  const status = state.tseStale ? 'stale' : outage ? 'outage' : s.available ? 'ok' : 'down';
+  chip.dataset.status = status;
+  chip.textContent = t({ stale: 'tseStale', outage: 'tseOutageChip', ok: 'tseReady', down: 'tseDown' }[status]);
+  const serial = s.info?.serial_hex || '';
+  $('tse-serial').textContent = serial ? t('tseSerial', { s: shortSerial(serial) }) : '';
+  $('tse-serial').title = serial;
+  $('tse-uncertified').hidden = !s.info || s.info.certified !== false;
+  const lastError = !outage && !s.available ? s.last_error || '' : '';
+  $('tse-last-error').hidden = !lastError;
+  $('tse-last-error').textContent = lastError;
+
+  // The banner stays while the agent reports the outage, also when a poll
+  // fails: "no answer" is no reason to believe the TSE is back.
+  const banner = $('tse-outage');
+  banner.hidden = !outage;
+  $('tse-outage-detail').textContent = outage
+    ? t('tseSince', { d: formatDateTime(outage.started_at), cause: outage.cause || '—' }) : '';
+  if (outage) banner.dataset.since = outage.started_at || ''; else delete banner.dataset.since;
+}
+
+function renderReceipts() {
+  // Receipts cancelled by a storno in the list (the storno is always newer).
+  const cancelledBy = new Map(state.receipts
+    .filter((r) => r.cancels_receipt_no != null)
+    .map((r) => [r.cancels_receipt_no, r.receipt_no]));
+  syncChildren($('receipts'), 'receipt', state.receipts.map((r) => String(r.receipt_no)),
+    (n) => el('tr', { dataset: { receipt: n } },
+      el('td', { class: 'num r-no' }, n),
+      el('td', { class: 'r-time' }),
+      el('td', { class: 'num r-total' }),
+      el('td', { class: 'r-tse' }),
+      el('td', {}, el('div', { class: 'row-actions' },
+        el('a', { class: 'button-link secondary r-print', href: `/api/v1/receipts/${n}/print`, target: '_blank', rel: 'noopener' }),
+        el('button', { type: 'button', class: 'storno danger-outline' })))),
+    (tr, n) => {
+      const r = state.receipts.find((x) => String(x.receipt_no) === n);
+      const by = cancelledBy.get(r.receipt_no);
+      tr.dataset.signed = String(!!r.tse);
+      tr.dataset.storno = String(r.cancels_receipt_no != null);
+      tr.dataset.cancelled = String(by != null);
+      tr.querySelector('.r-time').textContent = formatTime(r.finished_at);
+      tr.querySelector('.r-total').textContent = formatCents(saleTotal(r));
+      const tags = [r.tse
+        ? el('span', { class: 'tag tag-signed', title: `TSE ${r.tse.serial_hex} · ${r.tse.transaction_number}` }, t('signed'))
+        : el('span', { class: 'tag tag-unsigned', title: r.tse_error || '' }, t('unsigned'))];
+      if (r.cancels_receipt_no != null) tags.push(el('span', { class: 'tag tag-storno' }, t('stornoOf', { n: r.cancels_receipt_no })));
+      if (by != null) tags.push(el('span', { class: 'tag tag-cancelled' }, t('cancelledByReceipt', { n: by })));
+      if (r.receipt_type === 'AVBelegabbruch') tags.push(el('span', { class: 'tag tag-warn' }, t('aborted')));
+      tr.querySelector('.r-tse').replaceChildren(...tags);
+      const print = tr.querySelector('.r-print');
+      print.textContent = t('receipt');
+      print.setAttribute('aria-label', `${t('printReceipt')} ${n}`);
+      // Only a sale that is no storno and not cancelled yet can be cancelled.
+      const storno = tr.querySelector('.storno');
+      storno.textContent = t('storno');
+      storno.hidden = r.receipt_type !== 'Beleg' || r.cancels_receipt_no != null || by != null;
+    });
+  $('receipts-empty').hidden = state.receipts.length > 0;
+}
+
+function setPayment(p) {
+  state.payment = p;
+  for (const b of document.querySelectorAll('[data-payment]')) b.setAttribute('aria-pressed', String(b.dataset.payment === p));
+}
+
+function showSaleResult(sale) {
+  const total = formatCents(saleTotal(sale));
+  $('sale-result-text').textContent = t(sale.tse ? 'saleResult' : 'saleResultUnsigned', { n: sale.receipt_no, total });
+  $('sale-print').href = `/api/v1/receipts/${sale.receipt_no}/print`;
+  $('sale-result').dataset.receipt = String(sale.receipt_no);
+  $('sale-result').dataset.signed = String(!!sale.tse);
+  $('sale-result').hidden = false;
+}
+
+function submitSale(ev) {
+  ev.preventDefault();
+  act($('sale-submit'), async () => {
+    $('sale-result').hidden = true;
+    const line = readSaleLine();
+    try {
+      const sale = await api('POST', '/api/v1/sales', {
+        operator: operatorName(),
+        lines: [line],
+        payments: [{ type: state.payment, amount_cents: line.gross_cents }],
+      });
+      state.lastSale = sale;
+      showSaleResult(sale);
+      for (const id of ['sale-text', 'sale-qty', 'sale-price']) $(id).value = '';
+      renderSalePreview();
+      const total = formatCents(saleTotal(sale));
+      return t(sale.tse ? 'okSale' : 'okSaleUnsigned', { n: sale.receipt_no, total });
+    } finally {
+      // Also after a refusal: the TSE may have failed meanwhile.
+      loadReceipts();
+      pollTse();
+    }
+  }, { refresh: false });
+}
+
+function openCashDialog(kind, n) {
+  hideError();
+  if (kind === 'storno' && !operatorName()) {
+    showError(t('needOperator'));
+    $('operator').focus();
+    return;
+  }
+  const d = $('cash-dialog');
+  state.cashConfirm = { kind, n };
+  d.querySelector('.dlg-error').hidden = true;
+  const r = state.receipts.find((x) => x.receipt_no === n);
+  $('cash-dialog-title').textContent = kind === 'storno' ? t('stornoTitle', { n }) : t('closeDayTitle');
+  $('cash-dialog-text').textContent = kind === 'storno'
+    ? t('stornoText', { total: formatCents(-saleTotal(r || {})) }) : t('closeDayText');
+  const confirm = $('cash-confirm');
+  confirm.textContent = t(kind === 'storno' ? 'stornoConfirm' : 'closeDayConfirm');
+  confirm.className = kind === 'storno' ? 'danger' : 'primary-sm';
+  confirm.dataset.kind = kind;
+  d.showModal();
+  // No input to type into: start on Close, the harmless button.
+  d.querySelector('.dlg-close').focus();
+}
+
+function setupCash() {
+  $('sale-form').addEventListener('submit', submitSale);
+  $('sale-form').addEventListener('input', renderSalePreview);
+  $('sale-vat').addEventListener('change', renderSalePreview);
+  for (const b of document.querySelectorAll('[data-payment]')) b.addEventListener('click', () => setPayment(b.dataset.payment));
+  $('receipts').addEventListener('click', (ev) => {
+    const b = ev.target.closest('button.storno');
+    const row = b && b.closest('[data-receipt]');
+    if (row && !b.disabled) openCashDialog('storno', Number(row.dataset.receipt));
+  });
+  $('close-day').addEventListener('click', () => openCashDialog('closing'));
+
+  const d = $('cash-dialog');
+  d.querySelector('.dlg-close').addEventListener('click', () => d.close());
+  d.querySelector('form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const { kind, n } = state.cashConfirm || {};
+    if (!kind) return;
+    // An agent refusal (already cancelled, …) goes to the error banner,
+    // which the modal dialog would otherwise cover.
+    act($('cash-confirm'), async () => {
+      d.close();
+      try {
+        if (kind === 'storno') {
+          const s = await api('POST', `/api/v1/receipts/${n}/storno`, { operator: operatorName() });
+          return t('okStorno', { n, s: s.receipt_no });
+        }
+        const z = await api('POST', '/api/v1/cash/closing');
+        return z.last_receipt_no != null
+          ? t('okClosing', { z: z.z_nr, from: z.first_receipt_no, to: z.last_receipt_no, total: formatCents(z.total_gross_cents) })
+          : t('okClosingEmpty', { z: z.z_nr });
+      } finally {
+        loadReceipts();
+        pollTse();
+      }
+    }, { needsOperator: kind === 'storno', refresh: false });
+  });
+  renderSalePreview();
+  pollTse();
+}
+
 // -------------------------------------------------------------- start
 
 function setup() {
@@ -867,6 +1161,10 @@ function setup() {
     renderAnalyzers();
     renderSensors();
     renderModbus();
+    renderTse();
+    renderReceipts();
+    renderSalePreview();
+    if (state.lastSale && !$('sale-result').hidden) showSaleResult(state.lastSale);
   });
 
   $('error-dismiss').addEventListener('click', hideError);
@@ -931,6 +1229,7 @@ function setup() {
   setupSimulation();
   loadAnalyzers();
   pollModbus();
+  setupCash();
   // Other terminals or the uplink may change tickets and master data.
   setInterval(loadTickets, 10000);
   setInterval(loadMasterData, 60000);

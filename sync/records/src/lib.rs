@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 use valeo_drivers::scale::reading::Weight;
 
+pub mod cash;
 pub mod command;
 pub mod master_data;
 pub mod ticket;

@@ -1,0 +1,146 @@
+//! The cash desk in the operator terminal end to end: the real edge agent
+//! with a `[cash]` section signing with the software TSE, driven in headless
+//! Chromium by `tests/browser/cash.mjs` (Playwright): a counter sale, its
+//! printed receipt with TSE data and QR code, a storno (refused a second
+//! time), a refused bad input, a simulated TSE outage and the daily
+//! closing. Afterwards the receipts the browser made are at central,
+//! verified: signed ones `valid`, the one from the outage `unsigned`.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a failed step is the test failure; helpers here are test code"
+)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use valeo_system_tests::{Central, Edge, eventually, free_port, get_json};
+
+const CASH_DESK: &str = r#"
+[simulation]
+enabled = true
+[cash]
+cash_point = "KASSE-01"
+trader_name = "Agrarhandel Musterfeld GmbH"
+trader_address = "Feldweg 1, 49999 Musterfeld"
+[cash.tse]
+kind = "software"
+"#;
+
+/// The receipt numbers the browser test reports on its `RECEIPTS {…}` line.
+fn receipts_made(stdout: &str) -> (Vec<u64>, Vec<u64>) {
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RECEIPTS "))
+        .expect("the browser test prints a RECEIPTS line");
+    let made: serde_json::Value = serde_json::from_str(line).unwrap();
+    let numbers = |key: &str| -> Vec<u64> {
+        made[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .collect()
+    };
+    (numbers("signed"), numbers("unsigned"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cashier_sells_and_cancels_in_the_browser() {
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed in {}: the README's test command runs `npm ci` in tests/browser",
+        browser_dir.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mqtt_port = free_port();
+    let key = Edge::provision(dir.path(), "cash-box").unwrap();
+    let central = Central::start(
+        dir.path(),
+        None,
+        Some((free_port(), mqtt_port)),
+        &[("cash-box", key.as_str())],
+    )
+    .await
+    .unwrap();
+    let edge = Edge::start_with(dir.path(), "cash-box", mqtt_port, CASH_DESK)
+        .await
+        .unwrap();
+
+    let browser = tokio::task::spawn_blocking({
+        let (url, script) = (edge.http_url.clone(), browser_dir.join("cash.mjs"));
+        move || {
+            Command::new("node")
+                .arg(script)
+                .env("EDGE_URL", url)
+                .output()
+        }
+    })
+    .await
+    .unwrap()
+    .expect("node runs (the README's test command installs Node.js and Chromium)");
+    let stdout = String::from_utf8_lossy(&browser.stdout);
+    let stderr = String::from_utf8_lossy(&browser.stderr);
+    assert!(
+        browser.status.success(),
+        "browser test failed ({}):\n{stdout}\n{stderr}\nedge log:\n{}",
+        browser.status,
+        edge.process.log()
+    );
+    eprintln!("{stdout}");
+    let (signed, unsigned) = receipts_made(&stdout);
+    assert!(
+        signed.len() >= 2,
+        "the sale and its storno are signed: {stdout}"
+    );
+
+    // Every receipt the browser made reached central and passed its check.
+    let http = reqwest::Client::new();
+    let url = format!(
+        "{}/api/v1/cash-sales?device_id=cash-box&limit=100",
+        central.http_url
+    );
+    let expected = signed.len() + unsigned.len();
+    let sales = eventually(
+        "the browser's receipts at central",
+        Duration::from_secs(20),
+        || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                get_json(&http, &url)
+                    .await
+                    .filter(|s| s.as_array().is_some_and(|a| a.len() >= expected))
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let sales = sales.as_array().unwrap();
+    let verification = |n: u64| -> String {
+        let sale = sales
+            .iter()
+            .find(|s| s["sale"]["receipt_no"].as_u64() == Some(n))
+            .unwrap_or_else(|| panic!("receipt {n} is not at central: {sales:?}"));
+        sale["verification"].as_str().unwrap().to_owned()
+    };
+    for &n in &signed {
+        assert_eq!(verification(n), "valid", "receipt {n} at central");
+    }
+    for &n in &unsigned {
+        let v = verification(n);
+        assert!(v.starts_with("unsigned"), "receipt {n} at central is {v}");
+    }
+    let storno = sales
+        .iter()
+        .find(|s| s["sale"]["cancels_receipt_no"].as_u64() == Some(signed[0]))
+        .unwrap_or_else(|| panic!("the storno of receipt {} is at central", signed[0]));
+    assert_eq!(storno["sale"]["receipt_no"].as_u64(), Some(signed[1]));
+    assert_eq!(storno["sale"]["lines"][0]["gross_cents"], -800);
+    assert_eq!(
+        sales.len(),
+        expected,
+        "the refused input recorded nothing: {sales:?}"
+    );
+}
