@@ -36,7 +36,8 @@ fi
 echo "==> npm ci (tests/browser)"
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
-# pymodbus for the Modbus peer test, pinned by tests/peers/requirements.txt,
+# pymodbus for the Modbus peer test and dsfinvk for the DSFinV-K check,
+# pinned by tests/peers/requirements.txt,
 # in a venv at the workspace root (.venv, ignored by git).
 echo "==> python venv (tests/peers)"
 [ -x .venv/bin/python ] || python3 -m venv .venv

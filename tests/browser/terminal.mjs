@@ -7,60 +7,12 @@
 // and from the grain analyzer, site lights, simulated position sensors, no
 // field devices panel without Modbus lines. Each step logs a line; on
 // failure a screenshot and the page HTML go to tests/browser/artifacts/.
-import { chromium } from 'playwright-core';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { BASE, WAIT_MS, assert, log, saveArtifacts, testRun } from './harness.mjs';
 
-const BASE = (process.env.EDGE_URL || 'http://127.0.0.1:18081').replace(/\/$/, '');
-const ARTIFACTS = join(dirname(fileURLToPath(import.meta.url)), 'artifacts');
-const OVERALL_MS = 90_000;
-const WAIT_MS = 15_000;
-
-let browser;
+const t = testRun({ prefix: '', overallMs: 90_000 });
+const { run } = t;
 let page;
-let step = 'start';
-let steps = 0;
-const pageErrors = [];
-const foreignRequests = [];
 
-function log(msg) { console.log(`[${new Date().toISOString().slice(11, 23)}] ${msg}`); }
-
-async function saveArtifacts(p, name) {
-  try {
-    await mkdir(ARTIFACTS, { recursive: true });
-    const safe = name.replace(/[^\w.-]+/g, '_').slice(0, 60);
-    await p.screenshot({ path: join(ARTIFACTS, `${safe}.png`), fullPage: true });
-    await writeFile(join(ARTIFACTS, `${safe}.html`), await p.content());
-    log(`artifacts saved to ${ARTIFACTS}/${safe}.{png,html}`);
-  } catch (e) {
-    log(`could not save artifacts: ${e.message}`);
-  }
-}
-
-async function fail(message) {
-  console.error(`FAILED in step "${step}": ${message}`);
-  if (browser) {
-    for (const ctx of browser.contexts()) {
-      for (const [i, p] of ctx.pages().entries()) await saveArtifacts(p, `failure-${i}-${step}`);
-    }
-    await browser.close().catch(() => {});
-  }
-  console.log(`${steps} passed, 1 failed`);
-  process.exit(1);
-}
-
-const overall = setTimeout(() => fail(`overall timeout of ${OVERALL_MS / 1000} s exceeded`), OVERALL_MS);
-
-function assert(cond, message) { if (!cond) throw new Error(message); }
-
-async function run(name, fn) {
-  step = name;
-  log(`step: ${name}`);
-  await fn();
-  steps += 1;
-  log(`ok:   ${name}`);
-}
 
 // ------------------------------------------------------------- helpers
 
@@ -177,7 +129,7 @@ async function ticketView(n, { viaButton = false } = {}) {
     view = await page.context().newPage();
     await view.goto(`${BASE}/tickets/${n}`);
   }
-  view.on('pageerror', (e) => pageErrors.push(`ticket ${n}: ${e.message}`));
+  view.on('pageerror', (e) => t.pageErrors.push(`ticket ${n}: ${e.message}`));
   await view.locator('#ticket #net').waitFor({ timeout: WAIT_MS });
   return view;
 }
@@ -187,7 +139,7 @@ async function withTicketView(n, fn, opts) {
   try {
     await fn(view);
   } catch (e) {
-    await saveArtifacts(view, `ticket-${n}-${step}`);
+    await saveArtifacts(view, `ticket-${n}-${t.step}`);
     throw e;
   } finally {
     await view.close();
@@ -197,22 +149,7 @@ async function withTicketView(n, fn, opts) {
 // ---------------------------------------------------------------- main
 
 async function main() {
-  log(`EDGE_URL=${BASE}`);
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'en-GB' });
-  context.setDefaultTimeout(WAIT_MS);
-  // The scale house line is bad: the terminal must load nothing from outside.
-  const origin = new URL(BASE).origin;
-  context.on('request', (r) => {
-    const u = r.url();
-    if (!u.startsWith(origin) && !u.startsWith('data:') && !u.startsWith('about:')) foreignRequests.push(u);
-  });
-  page = await context.newPage();
-  page.on('pageerror', (e) => pageErrors.push(e.message));
+  ({ page } = await t.open('en-GB'));
   page.on('console', (m) => { if (m.type() === 'error') log(`console error: ${m.text()}`); });
 
   let t1; let t2; let t3; let t4;
@@ -416,16 +353,11 @@ async function main() {
     }
   });
 
-  await run('no script errors, nothing loaded from outside', async () => {
-    assert(pageErrors.length === 0, `uncaught errors in the page: ${pageErrors.join(' | ')}`);
-    assert(foreignRequests.length === 0, `requests outside the agent: ${foreignRequests.join(', ')}`);
-  });
+  await t.checkClean();
 
   await driveOff().catch(() => {}); // leave the simulated bridge empty
-  await browser.close();
-  clearTimeout(overall);
-  log(`all ${steps} steps passed`);
-  console.log(`${steps} passed, 0 failed`);
+  await t.finish();
+  console.log(`${t.steps} passed, 0 failed`);
 }
 
-main().catch((e) => fail(e && e.message ? e.message : String(e)));
+main().catch((e) => t.fail(e && e.message ? e.message : String(e)));

@@ -437,3 +437,86 @@ impl Edge {
         bail!("weighing {path} did not succeed: {last}")
     }
 }
+
+/// The workspace root (where `Cargo.toml`, `.venv` and `tests/` are).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// The workspace's Python with `tests/peers/requirements.txt` installed
+/// (pymodbus, dsfinvk); panics with the fix when it is missing.
+pub fn venv_python() -> PathBuf {
+    let python = workspace_root().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run the README's test command (./scripts/test.sh), which creates \
+         the venv and installs tests/peers/requirements.txt",
+        python.display()
+    );
+    python
+}
+
+/// Central with its embedded broker and one provisioned box `device_id`
+/// with `config`, both in `dir`.
+pub async fn start_pair(
+    dir: &Path,
+    device_id: &str,
+    config: &str,
+) -> anyhow::Result<(Central, Edge)> {
+    let mqtt_port = free_port();
+    let key = Edge::provision(dir, device_id)?;
+    let central = Central::start(
+        dir,
+        None,
+        Some((free_port(), mqtt_port)),
+        &[(device_id, key.as_str())],
+    )
+    .await?;
+    let edge = Edge::start_with(dir, device_id, mqtt_port, config).await?;
+    Ok((central, edge))
+}
+
+/// POSTs `body` as JSON: the status and the JSON answer (`null` if none).
+pub async fn post_json(
+    url: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let response = reqwest::Client::new().post(url).json(body).send().await?;
+    let status = response.status().as_u16();
+    Ok((
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    ))
+}
+
+/// Runs `tests/browser/<script>` in Node (Playwright, headless Chromium)
+/// against the box at `edge_url` and returns what it printed; fails with
+/// the script's output and the box's log when it does not succeed.
+pub async fn run_browser_script(script: &str, edge: &Edge) -> anyhow::Result<String> {
+    let browser_dir = workspace_root().join("tests/browser");
+    if !browser_dir.join("node_modules/playwright-core").exists() {
+        bail!(
+            "playwright-core is not installed: the README's test command runs `npm ci` in tests/browser"
+        );
+    }
+    let (url, path) = (edge.http_url.clone(), browser_dir.join(script));
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node").arg(path).env("EDGE_URL", url).output()
+    })
+    .await?
+    .context("node runs (the README's test command installs Node.js and Chromium)")?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        bail!(
+            "browser test {script} failed ({}):\n{stdout}\n{}\nedge log:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr),
+            edge.process.log()
+        );
+    }
+    eprintln!("{stdout}");
+    Ok(stdout)
+}

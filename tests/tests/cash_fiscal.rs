@@ -11,13 +11,14 @@
     reason = "a failed step is the test failure; helpers here are test code"
 )]
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
 use valeo_drivers::tse::{export, logmsg};
-use valeo_system_tests::{Central, Edge, eventually, free_port, get_json};
+use valeo_system_tests::{
+    Edge, eventually, get_json, post_json, start_pair, venv_python, workspace_root,
+};
 
 const CASH_BOX: &str = r#"
 [simulation]
@@ -34,29 +35,8 @@ outage_probe_ms = 300
 kind = "software"
 "#;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn python() -> PathBuf {
-    let python = root().join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run ./scripts/test.sh, which creates the venv with the dsfinvk package",
-        python.display()
-    );
-    python
-}
-
 async fn post(url: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    post_json(url, &body).await.unwrap()
 }
 
 fn line(text: &str, quantity_milli: i64, unit_price_cents: i64, vat_key: u16) -> Value {
@@ -81,19 +61,7 @@ async fn sell(edge: &Edge, lines: Vec<Value>, payments: Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cash_day_with_an_outage_is_verified_and_exported_at_central() {
     let dir = tempfile::tempdir().unwrap();
-    let mqtt_port = free_port();
-    let key = Edge::provision(dir.path(), "cash-box").unwrap();
-    let central = Central::start(
-        dir.path(),
-        None,
-        Some((free_port(), mqtt_port)),
-        &[("cash-box", key.as_str())],
-    )
-    .await
-    .unwrap();
-    let edge = Edge::start_with(dir.path(), "cash-box", mqtt_port, CASH_BOX)
-        .await
-        .unwrap();
+    let (central, edge) = start_pair(dir.path(), "cash-box", CASH_BOX).await.unwrap();
     let http = reqwest::Client::new();
     let tse_url = format!("{}/api/v1/tse", edge.http_url);
     let tse = eventually("the TSE ready", Duration::from_secs(15), || {
@@ -298,15 +266,15 @@ async fn a_cash_day_with_an_outage_is_verified_and_exported_at_central() {
     std::fs::create_dir_all(&export_dir).unwrap();
     let zip_path = dir.path().join("dsfinvk.zip");
     std::fs::write(&zip_path, &zip).unwrap();
-    let unzip = std::process::Command::new(python())
+    let unzip = std::process::Command::new(venv_python())
         .args(["-m", "zipfile", "-e"])
         .arg(&zip_path)
         .arg(&export_dir)
         .output()
         .unwrap();
     assert!(unzip.status.success(), "{unzip:?}");
-    let check = std::process::Command::new(python())
-        .arg(root().join("tests/peers/dsfinvk_check.py"))
+    let check = std::process::Command::new(venv_python())
+        .arg(workspace_root().join("tests/peers/dsfinvk_check.py"))
         .arg(&export_dir)
         .output()
         .unwrap();

@@ -11,11 +11,9 @@
     reason = "a failed step is the test failure; helpers here are test code"
 )]
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use valeo_system_tests::{Central, Edge, eventually, free_port, get_json};
+use valeo_system_tests::{eventually, get_json, run_browser_script, start_pair};
 
 const CASH_DESK: &str = r#"
 [simulation]
@@ -48,48 +46,9 @@ fn receipts_made(stdout: &str) -> (Vec<u64>, Vec<u64>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cashier_sells_and_cancels_in_the_browser() {
-    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").exists(),
-        "playwright-core is not installed in {}: the README's test command runs `npm ci` in tests/browser",
-        browser_dir.display()
-    );
     let dir = tempfile::tempdir().unwrap();
-    let mqtt_port = free_port();
-    let key = Edge::provision(dir.path(), "cash-box").unwrap();
-    let central = Central::start(
-        dir.path(),
-        None,
-        Some((free_port(), mqtt_port)),
-        &[("cash-box", key.as_str())],
-    )
-    .await
-    .unwrap();
-    let edge = Edge::start_with(dir.path(), "cash-box", mqtt_port, CASH_DESK)
-        .await
-        .unwrap();
-
-    let browser = tokio::task::spawn_blocking({
-        let (url, script) = (edge.http_url.clone(), browser_dir.join("cash.mjs"));
-        move || {
-            Command::new("node")
-                .arg(script)
-                .env("EDGE_URL", url)
-                .output()
-        }
-    })
-    .await
-    .unwrap()
-    .expect("node runs (the README's test command installs Node.js and Chromium)");
-    let stdout = String::from_utf8_lossy(&browser.stdout);
-    let stderr = String::from_utf8_lossy(&browser.stderr);
-    assert!(
-        browser.status.success(),
-        "browser test failed ({}):\n{stdout}\n{stderr}\nedge log:\n{}",
-        browser.status,
-        edge.process.log()
-    );
-    eprintln!("{stdout}");
+    let (central, edge) = start_pair(dir.path(), "cash-box", CASH_DESK).await.unwrap();
+    let stdout = run_browser_script("cash.mjs", &edge).await.unwrap();
     let (signed, unsigned) = receipts_made(&stdout);
     assert!(
         signed.len() >= 2,

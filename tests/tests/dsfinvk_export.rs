@@ -7,39 +7,21 @@
 
 #![allow(clippy::unwrap_used, reason = "a failed step is the test failure")]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use valeo_central::dsfinvk::{self, CashRegister, ClosingExport, Company, TseMaster};
 use valeo_records::cash::{
     CashClosing, CashSale, Payment, PaymentType, ReceiptType, SaleLine, SaleTse, process_data,
 };
+use valeo_system_tests::{venv_python, workspace_root};
 
 const OUTAGE_ERROR: &str = "TSE nicht erreichbar: Zeitüberschreitung nach 5000 ms (USB)";
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The workspace's Python with `tests/peers/requirements.txt` installed.
-fn python() -> PathBuf {
-    let python = workspace_root().join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run the README's test command (./scripts/test.sh), which creates \
-         the venv and installs tests/peers/requirements.txt (dsfinvk)",
-        python.display()
-    );
-    python
-}
 
 /// Runs the check on a directory: (passed, everything it printed).
 fn check(dir: &Path) -> (bool, String) {
     let script = workspace_root().join("tests/peers/dsfinvk_check.py");
-    let output = Command::new(python())
+    let output = Command::new(venv_python())
         .arg(&script)
         .arg(dir)
         .output()

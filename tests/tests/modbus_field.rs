@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use valeo_drivers::modbus::sim::{SimBank, SimDevice, Tables, serve_tcp};
-use valeo_system_tests::{Central, Edge, eventually, free_port, get_json};
+use valeo_system_tests::{Central, Edge, eventually, get_json, start_pair};
 
 fn tables(holding: &[(u16, u16)], coils: &[(u16, bool)]) -> Tables {
     Tables {
@@ -74,19 +74,7 @@ type = "bool"
 /// a fresh directory (kept alive by the caller).
 async fn start_box(config: &str) -> (tempfile::TempDir, Central, Edge) {
     let dir = tempfile::tempdir().unwrap();
-    let mqtt_port = free_port();
-    let key = Edge::provision(dir.path(), "field-box").unwrap();
-    let central = Central::start(
-        dir.path(),
-        None,
-        Some((free_port(), mqtt_port)),
-        &[("field-box", key.as_str())],
-    )
-    .await
-    .unwrap();
-    let edge = Edge::start_with(dir.path(), "field-box", mqtt_port, config)
-        .await
-        .unwrap();
+    let (central, edge) = start_pair(dir.path(), "field-box", config).await.unwrap();
     (dir, central, edge)
 }
 

@@ -11,32 +11,17 @@
 )]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::mpsc;
 use valeo_drivers::modbus::map::{LineConfig, Value};
 use valeo_drivers::modbus::poller::{self, DeviceSnapshot, LineHandle, Quality};
-use valeo_system_tests::{Process, binary, eventually, free_port};
+use valeo_system_tests::{Process, binary, eventually, free_port, venv_python, workspace_root};
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The workspace's Python with `tests/peers/requirements.txt` installed.
 fn python() -> PathBuf {
-    let python = workspace_root().join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run the README's test command (./scripts/test.sh), which creates \
-         the venv and installs tests/peers/requirements.txt (pymodbus)",
-        python.display()
-    );
-    python
+    venv_python()
 }
 
 fn peer_script(name: &str) -> String {

@@ -11,11 +11,12 @@
 )]
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
-use valeo_system_tests::{Central, Edge, SIMULATED_SITE, eventually, free_port, get_json};
+use valeo_system_tests::{
+    Central, Edge, SIMULATED_SITE, eventually, free_port, get_json, run_browser_script,
+};
 
 /// The demo's master data with the stored tare weighed today, so the test
 /// does not age out of the stored-tare rule.
@@ -36,11 +37,6 @@ fn master_data() -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_works_the_terminal_in_a_browser() {
-    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").exists(),
-        "playwright-core is not installed: the README's test command runs `npm ci` in tests/browser"
-    );
     let dir = tempfile::tempdir().unwrap();
     let mqtt_port = free_port();
     let key = Edge::provision(dir.path(), "ui-box").unwrap();
@@ -58,27 +54,7 @@ async fn an_operator_works_the_terminal_in_a_browser() {
         .unwrap();
     edge.wait_master_data(1).await.unwrap();
 
-    let browser = tokio::task::spawn_blocking({
-        let (url, script) = (edge.http_url.clone(), browser_dir.join("terminal.mjs"));
-        move || {
-            Command::new("node")
-                .arg(script)
-                .env("EDGE_URL", url)
-                .output()
-        }
-    })
-    .await
-    .unwrap()
-    .expect("node runs (the README's test command installs Node.js and Chromium)");
-    let stdout = String::from_utf8_lossy(&browser.stdout);
-    let stderr = String::from_utf8_lossy(&browser.stderr);
-    assert!(
-        browser.status.success(),
-        "browser test failed ({}):\n{stdout}\n{stderr}\nedge log:\n{}",
-        browser.status,
-        edge.process.log()
-    );
-    eprintln!("{stdout}");
+    run_browser_script("terminal.mjs", &edge).await.unwrap();
 
     // What the operator did in the browser reached central.
     let http = reqwest::Client::new();
