@@ -721,22 +721,10 @@ impl CashDesk {
     /// Cancels a receipt: a new receipt with every amount negated that
     /// refers to it (a storno is never an edit).
     pub async fn storno(&self, receipt_no: u64, operator: String) -> Result<CashSale, CashError> {
-        let (original, cancelled_by) = self
-            .read(move |conn| {
-                conn.query_row(
-                    "SELECT sale, cancelled_by FROM cash_receipts WHERE receipt_no = ?1",
-                    [receipt_no as i64],
-                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?)),
-                )
-                .optional()
-            })
-            .await?
-            .ok_or(CashError::NoSuchReceipt(receipt_no))?;
+        let (original, cancelled_by) = self.receipt(receipt_no).await?;
         if let Some(by) = cancelled_by {
-            return Err(CashError::AlreadyCancelled(receipt_no, by as u64));
+            return Err(CashError::AlreadyCancelled(receipt_no, by));
         }
-        let original: CashSale =
-            serde_json::from_str(&original).map_err(|e| CashError::Storage(e.to_string()))?;
         if original.receipt_type != ReceiptType::Beleg {
             return Err(CashError::NotCancellable(receipt_no, "it is no sale"));
         }

@@ -234,19 +234,37 @@ impl TseHandle {
         process_type: &str,
         process_data: &[u8],
     ) -> Result<SignedLog, TseError> {
-        let (c, t, d) = (
-            client_id.to_owned(),
-            process_type.to_owned(),
-            process_data.to_vec(),
-        );
-        self.call(move |b| {
-            Box::pin(async move { b.update_transaction(&c, transaction_number, &t, &d).await })
-        })
+        self.continue_transaction(
+            false,
+            client_id,
+            transaction_number,
+            process_type,
+            process_data,
+        )
         .await
     }
 
     pub async fn finish_transaction(
         &self,
+        client_id: &str,
+        transaction_number: u64,
+        process_type: &str,
+        process_data: &[u8],
+    ) -> Result<SignedLog, TseError> {
+        self.continue_transaction(
+            true,
+            client_id,
+            transaction_number,
+            process_type,
+            process_data,
+        )
+        .await
+    }
+
+    /// An update or (with `finish`) the finish of an open transaction.
+    async fn continue_transaction(
+        &self,
+        finish: bool,
         client_id: &str,
         transaction_number: u64,
         process_type: &str,
@@ -258,7 +276,13 @@ impl TseHandle {
             process_data.to_vec(),
         );
         self.call(move |b| {
-            Box::pin(async move { b.finish_transaction(&c, transaction_number, &t, &d).await })
+            Box::pin(async move {
+                if finish {
+                    b.finish_transaction(&c, transaction_number, &t, &d).await
+                } else {
+                    b.update_transaction(&c, transaction_number, &t, &d).await
+                }
+            })
         })
         .await
     }
