@@ -136,10 +136,8 @@ pub(super) fn materialize(tx: &rusqlite::Transaction<'_>, record: &Record) -> Re
         _ => {
             let sale: CashSale = serde_json::from_value(payload)
                 .map_err(|e| format!("{KIND_CASH_SALE} payload: {e}"))?;
-            let (verification, logs) = verify_sale(&sale);
-            if verification != "valid" && !verification.starts_with("unsigned") {
-                tracing::warn!(device_id = %record.device_id, receipt_no = sale.receipt_no, %verification, "cash sale failed verification");
-            }
+            let (mut verification, logs) = verify_sale(&sale);
+            let mut fresh = Vec::new();
             for log in &logs {
                 let serial = hex::encode(&log.serial_number);
                 let stored: Option<Vec<u8>> = tx
@@ -152,12 +150,25 @@ pub(super) fn materialize(tx: &rusqlite::Transaction<'_>, record: &Record) -> Re
                     .map_err(sql)?;
                 let bytes = logmsg::assemble(&log.dtbs, &log.signature);
                 match stored {
+                    // A TSE signs each counter once: a second message with the
+                    // same counter means one of them is not what it claims.
                     Some(other) if other != bytes => {
-                        tracing::warn!(%serial, counter = log.signature_counter, "two different log messages with one signature counter");
+                        verification = format!(
+                            "invalid: signature counter {} of TSE {serial} was already used by another log message",
+                            log.signature_counter
+                        );
                     }
                     Some(_) => {}
-                    None => {
-                        tx.execute(
+                    None => fresh.push((serial, log, bytes)),
+                }
+            }
+            if verification != "valid" && !verification.starts_with("unsigned") {
+                tracing::warn!(device_id = %record.device_id, receipt_no = sale.receipt_no, %verification, "cash sale failed verification");
+            }
+            // Only messages of a sale that checked out go into TAR exports.
+            if verification == "valid" {
+                for (serial, log, bytes) in fresh {
+                    tx.execute(
                             "INSERT INTO tse_logs (serial_hex, signature_counter, log_time_unix, file_name, log)
                              VALUES (?1, ?2, ?3, ?4, ?5)",
                             params![
@@ -169,7 +180,6 @@ pub(super) fn materialize(tx: &rusqlite::Transaction<'_>, record: &Record) -> Re
                             ],
                         )
                         .map_err(sql)?;
-                    }
                 }
             }
             let gross: i64 = sale.lines.iter().map(|l| l.gross_cents).sum();
