@@ -1613,6 +1613,7 @@ mod tests {
                 time_format: "unixTime".into(),
                 log_messages_base64: Vec::new(),
                 qr_code: "V0;…".into(),
+                certified: Some(true),
             }),
             tse_error: None,
         }

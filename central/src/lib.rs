@@ -5,12 +5,14 @@
 //! - [`config`]: the TOML configuration and its checks;
 //! - [`broker`]: the embedded rumqttd broker;
 //! - [`store`]: every SQL statement, the raw records and the materialised tickets;
+//! - [`backup`]: online backups of the database;
 //! - [`master_data`]: publishing master data to the boxes;
 //! - [`live`]: the boxes' live values (telemetry), in memory;
 //! - [`api`]: the axum router and problem+json errors;
 //! - [`run`]: wiring it together.
 
 pub mod api;
+pub mod backup;
 pub mod broker;
 pub mod config;
 pub mod dsfinvk;
@@ -46,7 +48,7 @@ pub async fn run(
     if let Some(path) = &config.master_data_file {
         master_data::seed_from_file(&store, path)?;
     }
-    let live = live::LiveValues::default();
+    let live = live::LiveValues::new(config.devices.iter().map(|d| d.id.clone()));
     let sink = live::CentralSink {
         store: store.clone(),
         live: live.clone(),
@@ -60,6 +62,7 @@ pub async fn run(
         publisher,
         live,
         fiscal: config.fiscal.clone().map(Arc::new),
+        backup_dir: Arc::new(backup::backup_dir(&config.data_dir)),
         version: VERSION,
     };
     let listener = tokio::net::TcpListener::bind(config.http.listen)

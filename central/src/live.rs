@@ -2,9 +2,12 @@
 //! boxes publish them (QoS 0, best effort). Kept in memory only: they are a
 //! view of now, not a record; what must survive travels as records.
 //!
-//! Bounded: at most [`MAX_LIVE_VALUES`] names in all, and a message larger
-//! than [`MAX_TELEMETRY_BYTES`] is dropped whole; what does not fit is
-//! counted, never stored.
+//! Bounded: at most [`MAX_LIVE_VALUES`] names in all and
+//! [`MAX_NAMES_PER_DEVICE`] per box, a sample value of at most
+//! [`MAX_SAMPLE_BYTES`], and a message larger than [`MAX_TELEMETRY_BYTES`]
+//! is dropped whole; what does not fit is counted, never stored. Only
+//! registered boxes are heard: telemetry is not signed, so an unknown
+//! sender could otherwise fill the table.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +26,10 @@ pub const MAX_LIVE_VALUES: usize = 100_000;
 pub const MAX_TELEMETRY_BYTES: usize = 1024 * 1024;
 /// Longest telemetry name kept.
 const MAX_NAME_CHARS: usize = 256;
+/// Names one box may hold, so one box cannot starve the others.
+pub const MAX_NAMES_PER_DEVICE: usize = 10_000;
+/// Largest sample value kept, as JSON bytes.
+pub const MAX_SAMPLE_BYTES: usize = 4096;
 
 /// One sample as a box sends it.
 #[derive(Debug, Deserialize)]
@@ -54,14 +61,28 @@ struct Values {
 #[derive(Debug, Clone, Default)]
 pub struct LiveValues {
     values: Arc<Mutex<Values>>,
+    /// The registered boxes; telemetry of others is dropped.
+    devices: Arc<std::collections::HashSet<String>>,
     dropped: Arc<AtomicU64>,
     malformed: Arc<AtomicU64>,
 }
 
 impl LiveValues {
+    /// Live values of the registered `devices`.
+    pub fn new(devices: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            devices: Arc::new(devices.into_iter().collect()),
+            ..Self::default()
+        }
+    }
+
     /// Takes one telemetry message of `device_id`. A message that is not a
     /// JSON array of `{name, value, at}` is counted and dropped.
     pub fn ingest(&self, device_id: &str, payload: &[u8]) {
+        if !self.devices.contains(device_id) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         if payload.len() > MAX_TELEMETRY_BYTES {
             self.malformed.fetch_add(1, Ordering::Relaxed);
             return;
@@ -78,23 +99,35 @@ impl LiveValues {
         let mut values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
         let Values { by_device, count } = &mut *values;
         for sample in samples {
-            if sample.name.is_empty() || sample.name.chars().count() > MAX_NAME_CHARS {
+            let at = chrono::DateTime::parse_from_rfc3339(&sample.at);
+            let too_big =
+                serde_json::to_vec(&sample.value).map_or(true, |v| v.len() > MAX_SAMPLE_BYTES);
+            if sample.name.is_empty()
+                || sample.name.chars().count() > MAX_NAME_CHARS
+                || at.is_err()
+                || too_big
+            {
                 self.malformed.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
+            let names_held = by_device.get(device_id).map_or(0, BTreeMap::len);
             let known = by_device
                 .get(device_id)
                 .is_some_and(|names| names.contains_key(&sample.name));
-            if !known && *count >= MAX_LIVE_VALUES {
+            if !known && (*count >= MAX_LIVE_VALUES || names_held >= MAX_NAMES_PER_DEVICE) {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             let names = by_device.entry(device_id.to_owned()).or_default();
-            // QoS 0 messages can overtake each other; keep the newest sample.
-            if names
-                .get(&sample.name)
-                .is_some_and(|old| old.at > sample.at)
-            {
+            // QoS 0 messages can overtake each other; keep the newest sample
+            // by its time, not by how the text of the time sorts.
+            let older = names.get(&sample.name).is_some_and(|old| {
+                chrono::DateTime::parse_from_rfc3339(&old.at)
+                    .ok()
+                    .zip(at.as_ref().ok())
+                    .is_some_and(|(old_at, new_at)| old_at > *new_at)
+            });
+            if older {
                 continue;
             }
             let value = LiveValue {
@@ -171,7 +204,7 @@ mod tests {
 
     #[test]
     fn keeps_the_newest_value_per_name_and_drops_garbage() {
-        let live = LiveValues::default();
+        let live = LiveValues::new(["b1".to_owned()]);
         live.ingest(
             "b1",
             br#"[{"name":"modbus.silo-1.level","value":{"value":2.9},"at":"2026-11-29T08:00:01.000Z"},
@@ -184,24 +217,39 @@ mod tests {
         );
         live.ingest("b1", b"not json");
         live.ingest("b1", br#"{"name":"x"}"#);
+        // A later time written with fewer digits still counts as later.
+        live.ingest(
+            "b1",
+            br#"[{"name":"modbus.silo-1.level","value":{"value":3.0},"at":"2026-11-29T08:00:02Z"}]"#,
+        );
+        // Nobody registered this sender.
+        live.ingest(
+            "intruder",
+            br#"[{"name":"x","value":1,"at":"2026-11-29T08:00:00Z"}]"#,
+        );
         let modbus = live.list(Some("b1"), Some("modbus."));
         assert_eq!(modbus.len(), 1);
-        assert_eq!(modbus[0].value, serde_json::json!({"value": 2.9}));
+        assert_eq!(modbus[0].value, serde_json::json!({"value": 3.0}));
         assert_eq!(live.list(None, None).len(), 2);
-        assert!(live.list(Some("b2"), None).is_empty());
-        assert_eq!(live.counts(), (2, 0, 2));
+        assert!(live.list(Some("intruder"), None).is_empty());
+        assert_eq!(live.counts(), (2, 1, 2));
     }
 
     #[test]
-    fn the_cap_holds() {
-        let live = LiveValues::default();
-        let samples: Vec<_> = (0..MAX_LIVE_VALUES + 10)
+    fn the_caps_hold() {
+        let live = LiveValues::new(["b1".to_owned()]);
+        let samples: Vec<_> = (0..MAX_NAMES_PER_DEVICE + 10)
             .map(|i| serde_json::json!({"name": format!("n{i}"), "value": i, "at": "2026-11-29T08:00:00Z"}))
             .collect();
         for chunk in samples.chunks(10_000) {
             live.ingest("b1", &serde_json::to_vec(chunk).unwrap());
         }
-        assert_eq!(live.counts().0, MAX_LIVE_VALUES);
+        assert_eq!(live.counts().0, MAX_NAMES_PER_DEVICE);
         assert_eq!(live.counts().1, 10);
+        let huge = serde_json::json!([
+            {"name": "big", "value": "x".repeat(MAX_SAMPLE_BYTES), "at": "2026-11-29T08:00:00Z"}
+        ]);
+        live.ingest("b1", &serde_json::to_vec(&huge).unwrap());
+        assert_eq!(live.counts().2, 1, "a value beyond the size cap is refused");
     }
 }

@@ -1,29 +1,37 @@
 //! `valeo-central`: the central service binary.
 //!
-//! Usage: `valeo-central [--config FILE]`. Without a file it runs on
-//! embedded defaults (embedded broker on 127.0.0.1:1883, HTTP on
-//! 127.0.0.1:8080, data in `data/central`).
+//! Usage: `valeo-central [--config FILE] [--backup]`. Without a file it runs
+//! on embedded defaults (embedded broker on 127.0.0.1:1883, HTTP on
+//! 127.0.0.1:8080, data in `data/central`). `--backup` writes an online
+//! backup of the database (also while central runs), prints its path and
+//! exits.
 
 use valeo_central::config::CentralConfig;
 use valeo_process::Invocation;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = match valeo_process::parse_args("valeo-central", &[], std::env::args().skip(1))? {
+    let invocation =
+        valeo_process::parse_args("valeo-central", &["backup"], std::env::args().skip(1))?;
+    let (config, action) = match invocation {
         Invocation::Version => {
             println!("valeo-central {}", valeo_central::VERSION);
             return Ok(());
         }
-        Invocation::Run { config: Some(path) } => {
-            valeo_process::load_config(&path, CentralConfig::parse)?
-        }
-        Invocation::Run { config: None } | Invocation::Action { config: None, .. } => {
-            CentralConfig::parse("")?
-        }
-        Invocation::Action {
-            config: Some(path), ..
-        } => valeo_process::load_config(&path, CentralConfig::parse)?,
+        Invocation::Run { config } => (config, None),
+        Invocation::Action { name, config } => (config, Some(name)),
     };
+    let config = match config {
+        Some(path) => valeo_process::load_config(&path, CentralConfig::parse)?,
+        None => CentralConfig::parse("")?,
+    };
+    if action == Some("backup") {
+        let store = valeo_central::store::Store::open(&config.data_dir.join("central.db"))?;
+        let dir = valeo_central::backup::backup_dir(&config.data_dir);
+        let file = valeo_central::backup::create(&store, &dir)?;
+        println!("{}", dir.join(file.file).display());
+        return Ok(());
+    }
     valeo_process::init_logging("info,rumqttd=warn");
     valeo_central::run(config, valeo_process::shutdown_signal()).await
 }

@@ -102,6 +102,7 @@ async fn signed_sale(
                 finish.log_message_base64.unwrap(),
             ],
             qr_code: qr,
+            certified: Some(info.certified),
         }),
         tse_error: None,
     }
@@ -138,11 +139,22 @@ async fn every_kind_of_tampering_is_named() {
     let (verdict, _) = verify_sale(&flipped);
     assert!(verdict.starts_with("invalid: log message 1"), "{verdict}");
 
+    // Lines that are not what was signed, and signed data that is not the lines.
+    let mut other_lines = good.clone();
+    other_lines.lines[0].gross_cents = 50_000;
+    other_lines.lines[0].unit_price_cents = 50_000;
+    other_lines.payments[0].amount_cents = 50_000;
+    let (verdict, _) = verify_sale(&other_lines);
+    assert!(
+        verdict.starts_with("invalid: the process data \"Beleg^0.00_3.20_"),
+        "{verdict}"
+    );
     let mut other_data = good.clone();
     other_data.process_data = other_data.process_data.replace("3.20", "2.20");
-    assert_eq!(
-        verify_sale(&other_data).0,
-        "invalid: the signed process data is not the receipt's"
+    let (verdict, _) = verify_sale(&other_data);
+    assert!(
+        verdict.starts_with("invalid: the process data"),
+        "{verdict}"
     );
 
     let mut foreign_key = good.clone();
@@ -158,13 +170,26 @@ async fn every_kind_of_tampering_is_named() {
     let (verdict, _) = verify_sale(&reordered);
     assert!(verdict.starts_with("invalid: "), "{verdict}");
 
-    // Without log messages (a cloud TSE keeps them) the QR code is checked.
+    // Without log messages (a cloud TSE keeps them) the QR code is checked,
+    // and it must be this receipt's: a genuine one of another receipt is not.
     let mut qr_only = good.clone();
     tse_of(&mut qr_only).log_messages_base64.clear();
     assert_eq!(verify_sale(&qr_only).0, "valid");
-    let qr = tse_of(&mut qr_only).qr_code.replace("Beleg^", "Beleg^1");
-    tse_of(&mut qr_only).qr_code = qr;
-    let (verdict, _) = verify_sale(&qr_only);
+    let mut bigger = signed_sale(&mut tse, &info, 2, 500_000).await;
+    tse_of(&mut bigger).log_messages_base64.clear();
+    tse_of(&mut bigger).qr_code = good.tse.as_ref().unwrap().qr_code.clone();
+    assert_eq!(
+        verify_sale(&bigger).0,
+        "invalid: the QR code is not the receipt's TSE data"
+    );
+    let mut forged_signature = qr_only.clone();
+    let sig = b64().encode([7u8; 64]);
+    let qr = tse_of(&mut forged_signature)
+        .qr_code
+        .replace(&tse_of(&mut qr_only).signature_base64.clone(), &sig);
+    tse_of(&mut forged_signature).qr_code = qr;
+    tse_of(&mut forged_signature).signature_base64 = sig;
+    let (verdict, _) = verify_sale(&forged_signature);
     assert!(verdict.starts_with("invalid: QR code"), "{verdict}");
 
     let mut unsigned = good.clone();
@@ -209,7 +234,13 @@ async fn failed_sales_are_stored_with_the_reason_and_a_reused_counter_is_caught(
     let (mut tse, info) = ready_tse(&dir.path().join("tse")).await;
     let first = signed_sale(&mut tse, &info, 1, 320).await;
     let mut tampered = signed_sale(&mut tse, &info, 2, 640).await;
-    tampered.process_data = tampered.process_data.replace("6.40", "0.64");
+    tampered.lines[0].text = "Saatgut".into();
+    let mut log = b64()
+        .decode(&tse_of(&mut tampered).log_messages_base64[1])
+        .unwrap();
+    let middle = log.len() / 2;
+    log[middle] ^= 0x01;
+    tse_of(&mut tampered).log_messages_base64[1] = b64().encode(&log);
     // The TSE loses its logs but keeps its key (a restored backup): its
     // counters start again and sign other data under numbers already used.
     let restored = dir.path().join("restored-tse");
@@ -245,9 +276,10 @@ async fn failed_sales_are_stored_with_the_reason_and_a_reused_counter_is_caught(
             .unwrap()
     };
     assert_eq!(verdict(1), "valid");
-    assert_eq!(
-        verdict(2),
-        "invalid: the signed process data is not the receipt's"
+    assert!(
+        verdict(2).starts_with("invalid: log message 1"),
+        "{}",
+        verdict(2)
     );
     assert!(
         verdict(3).starts_with("invalid: signature counter ")

@@ -167,15 +167,13 @@ async fn the_interlock_drives_the_coils_and_reads_the_loop() {
     let handle = site.interlock();
     let mut status = handle.status();
     handle.platform_weight_kg(0.0).await;
-    let empty = wait_status(&mut status, "an empty platform", |s| {
-        s.state == InterlockState::Free && !s.pin_fault
+    // Green is shown only once the device confirmed the barrier open and the lamp lit.
+    let empty = wait_status(&mut status, "an empty platform, entry open", |s| {
+        s.state == InterlockState::Free && !s.pin_fault && s.entry_light == Light::Green
     })
     .await;
-    assert_eq!(
-        (empty.entry_light, empty.entry_barrier),
-        (Light::Green, Barrier::Open)
-    );
-    wait_coils(&site.device, ENTRY_OPEN).await;
+    assert_eq!(empty.entry_barrier, Barrier::Open);
+    assert_eq!(coils(&site.device), ENTRY_OPEN);
 
     // A truck drives on, still over the loop: not positioned.
     site.device.set_discrete(0, true);

@@ -115,9 +115,13 @@ impl CashSettings {
         if !(100..=60_000).contains(&self.call_timeout_ms) {
             return Err("call_timeout_ms must be 100..=60000".into());
         }
-        if !(100..=MAX_UPDATE_DELAY_MS).contains(&self.update_interval_ms) {
+        // A change waits at most one interval plus one call for its update.
+        if self.update_interval_ms < 100
+            || self.update_interval_ms + self.call_timeout_ms > MAX_UPDATE_DELAY_MS
+        {
             return Err(format!(
-                "update_interval_ms must be 100..={MAX_UPDATE_DELAY_MS} (MAX_UPDATE_DELAY)"
+                "update_interval_ms + call_timeout_ms must stay within MAX_UPDATE_DELAY \
+                 ({MAX_UPDATE_DELAY_MS} ms), and update_interval_ms at least 100"
             ));
         }
         if !(100..=3_600_000).contains(&self.outage_probe_ms) {
@@ -147,6 +151,10 @@ pub enum CashError {
     NotCancellable(u64, &'static str),
     #[error("{MAX_OPEN_SALES} sales are open; finish or abort one first")]
     TooManyOpen,
+    #[error("another request is finishing this sale or cancelling this receipt right now")]
+    Busy,
+    #[error("a sale has at most {max} lines", max = valeo_records::cash::MAX_SALE_LINES)]
+    TooManyLines,
     #[error("storage: {0}")]
     Storage(String),
 }
@@ -217,6 +225,32 @@ pub struct CashDesk {
     clock: Arc<dyn Clock>,
     on_record: OnRecord,
     status: Arc<Mutex<TseStatus>>,
+    /// Open sales being finished and receipts being cancelled right now: a
+    /// second request for the same one (a double click) is refused instead
+    /// of signing and recording it twice.
+    claims: Arc<Mutex<std::collections::HashSet<Claim>>>,
+}
+
+/// What a request is working on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Claim {
+    Sale(i64),
+    Receipt(u64),
+}
+
+/// Holds a claim until dropped.
+struct ClaimGuard {
+    claims: Arc<Mutex<std::collections::HashSet<Claim>>>,
+    claim: Claim,
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        self.claims
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.claim);
+    }
 }
 
 impl std::fmt::Debug for CashDesk {
@@ -317,7 +351,25 @@ impl CashDesk {
             clock,
             on_record,
             status: Arc::new(Mutex::new(status)),
+            claims: Arc::default(),
         })
+    }
+
+    /// Claims a sale or receipt for this request, or says it is busy.
+    fn claim(&self, claim: Claim) -> Result<ClaimGuard, CashError> {
+        let fresh = self
+            .claims
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(claim);
+        if fresh {
+            Ok(ClaimGuard {
+                claims: Arc::clone(&self.claims),
+                claim,
+            })
+        } else {
+            Err(CashError::Busy)
+        }
     }
 
     pub fn settings(&self) -> &CashSettings {
@@ -433,6 +485,9 @@ impl CashDesk {
                 self.tse_worked().await;
                 Ok(value)
             }
+            // A refusal (unknown or finished transaction) is an answer: the
+            // TSE works, so it is no outage.
+            Err(error @ TseError::Refused(_)) => Err(error),
             Err(error) => {
                 self.tse_failed(&error).await;
                 Err(error)
@@ -624,13 +679,16 @@ impl CashDesk {
             let Some(mut sale) = load_open(conn, sale_id)? else {
                 return Ok(None);
             };
+            if sale.lines.len() >= valeo_records::cash::MAX_SALE_LINES {
+                return Ok(Some(Err(CashError::TooManyLines)));
+            }
             sale.lines.push(line);
             sale.unsigned_change = true;
             save_open(conn, &sale)?;
-            Ok(Some(sale))
+            Ok(Some(Ok(sale)))
         })
         .await?
-        .ok_or(CashError::NoSuchSale(sale_id))
+        .ok_or(CashError::NoSuchSale(sale_id))?
     }
 
     /// Signs the changed lines of every open sale as update logs; run at
@@ -643,6 +701,7 @@ impl CashDesk {
             let Some(number) = sale.tse_transaction else {
                 continue;
             };
+            let signed_lines = sale.lines.len();
             let data = process_data(ReceiptType::Beleg, &sale.lines, &[]);
             let update = self
                 .tse_call(self.tse.update_transaction(
@@ -660,7 +719,9 @@ impl CashDesk {
                 .read(move |conn| {
                     if let Some(mut sale) = load_open(conn, sale_id)? {
                         sale.tse_updates.push(log);
-                        sale.unsigned_change = false;
+                        // A line added while the TSE was signing is not in this
+                        // update: it stays unsigned until the next round.
+                        sale.unsigned_change = sale.lines.len() != signed_lines;
                         save_open(conn, &sale)?;
                     }
                     Ok(())
@@ -678,6 +739,7 @@ impl CashDesk {
         sale_id: i64,
         payments: Vec<Payment>,
     ) -> Result<CashSale, CashError> {
+        let _claim = self.claim(Claim::Sale(sale_id))?;
         let sale = self
             .read(move |conn| load_open(conn, sale_id))
             .await?
@@ -689,6 +751,7 @@ impl CashDesk {
 
     /// Aborts an open sale (AVBelegabbruch): signed and recorded, no money.
     pub async fn abort_sale(&self, sale_id: i64) -> Result<CashSale, CashError> {
+        let _claim = self.claim(Claim::Sale(sale_id))?;
         let mut sale = self
             .read(move |conn| load_open(conn, sale_id))
             .await?
@@ -721,6 +784,7 @@ impl CashDesk {
     /// Cancels a receipt: a new receipt with every amount negated that
     /// refers to it (a storno is never an edit).
     pub async fn storno(&self, receipt_no: u64, operator: String) -> Result<CashSale, CashError> {
+        let _claim = self.claim(Claim::Receipt(receipt_no))?;
         let (original, cancelled_by) = self.receipt(receipt_no).await?;
         if let Some(by) = cancelled_by {
             return Err(CashError::AlreadyCancelled(receipt_no, by));
@@ -868,14 +932,23 @@ impl CashDesk {
                     serde_json::to_string(&record).unwrap_or_default()
                 ],
             )?;
+            // Backstops to the claims: the transaction rolls back unless this
+            // request is the one that cancels, and the one that closes the sale.
             if let Some(cancelled) = cancels {
-                tx.execute(
-                    "UPDATE cash_receipts SET cancelled_by = ?2 WHERE receipt_no = ?1",
+                let marked = tx.execute(
+                    "UPDATE cash_receipts SET cancelled_by = ?2
+                     WHERE receipt_no = ?1 AND cancelled_by IS NULL",
                     params![cancelled as i64, record.receipt_no as i64],
                 )?;
+                if marked != 1 {
+                    return Err(CashError::Busy);
+                }
             }
             if let Some(id) = sale_id {
-                tx.execute("DELETE FROM cash_open_sales WHERE sale_id = ?1", [id])?;
+                let removed = tx.execute("DELETE FROM cash_open_sales WHERE sale_id = ?1", [id])?;
+                if removed != 1 {
+                    return Err(CashError::NoSuchSale(id));
+                }
             }
             if let Some(number) = dangling {
                 tx.execute(
@@ -929,6 +1002,7 @@ impl CashDesk {
                 .filter_map(|l| l.log_message_base64.clone())
                 .collect(),
             qr_code: qr,
+            certified: Some(info.certified),
         }
     }
 

@@ -290,3 +290,24 @@ async fn a_tse_that_answers_late_times_out_and_a_half_finished_transaction_is_ab
         .collect();
     assert_eq!(finishes.len(), 1, "the transaction is closed exactly once");
 }
+
+#[tokio::test]
+async fn a_double_click_finishes_and_cancels_once() {
+    let d = desk().await;
+    let open = d.desk.open_sale(anna()).await.unwrap();
+    d.desk.add_line(open.sale_id, wheat(1_000)).await.unwrap();
+    let (a, b) = tokio::join!(
+        d.desk.finish_sale(open.sale_id, cash(32)),
+        d.desk.finish_sale(open.sale_id, cash(32))
+    );
+    assert!(a.is_ok() != b.is_ok(), "exactly one finishes: {a:?} {b:?}");
+    let (a, b) = tokio::join!(
+        d.desk.storno(1, "Ben".into()),
+        d.desk.storno(1, "Ben".into())
+    );
+    assert!(a.is_ok() != b.is_ok(), "exactly one cancels: {a:?} {b:?}");
+    let sales: Vec<CashSale> = records(&d.outbox, KIND_CASH_SALE);
+    assert_eq!(sales.len(), 2, "the sale and one storno: {sales:?}");
+    let outages: Vec<TseOutage> = records(&d.outbox, KIND_TSE_OUTAGE);
+    assert!(outages.is_empty(), "a refused second call is no outage");
+}

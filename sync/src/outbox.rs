@@ -365,16 +365,39 @@ impl Outbox {
     ) -> Result<Vec<Record>, OutboxError> {
         let conn = self.lock();
         let acked_seq = get_meta_u64(&conn, "acked_seq")?;
-        let from = after_seq.max(acked_seq);
+        self.records_from(&conn, after_seq.max(acked_seq), max_records)
+    }
+
+    fn records_from(
+        &self,
+        conn: &Connection,
+        after_seq: u64,
+        max_records: usize,
+    ) -> Result<Vec<Record>, OutboxError> {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {RECORD_COLUMNS} FROM records WHERE seq > ?1 ORDER BY seq LIMIT ?2"
         ))?;
-        let rows = stmt.query_map(params![from as i64, max_records as i64], StoredRow::read)?;
+        let rows = stmt.query_map(
+            params![after_seq as i64, max_records as i64],
+            StoredRow::read,
+        )?;
         let mut out = Vec::new();
         for row in rows {
             out.push(self.to_record(row?)?);
         }
         Ok(out)
+    }
+
+    /// Records after `after_seq`, acknowledged or not, as long as they are
+    /// kept (`keep_acked_records`): for a central that lost records it had
+    /// acknowledged (restored from a backup) and asks for them again.
+    pub fn stored_after(
+        &self,
+        after_seq: u64,
+        max_records: usize,
+    ) -> Result<Vec<Record>, OutboxError> {
+        let conn = self.lock();
+        self.records_from(&conn, after_seq, max_records)
     }
 
     /// Applies central's cumulative ack: every record up to `acked_seq` of

@@ -312,7 +312,20 @@ impl Uplink {
             .retain(|(last_seq, _)| *last_seq > ack.acked_seq);
         if let Some(from) = ack.resend_from {
             tracing::info!(from, "central reported a gap; resending");
-            self.rewind().await;
+            let stats = self.rewind().await;
+            if let Some(stats) = stats
+                && from >= 1
+                && from <= stats.acked_seq
+            {
+                // Central lost records it had acknowledged (its database was
+                // restored from a backup): replay what this box still keeps.
+                tracing::warn!(
+                    from,
+                    acked_seq = stats.acked_seq,
+                    "central asks for records it had acknowledged; replaying them"
+                );
+                self.sent_upto = from - 1;
+            }
         }
     }
 
@@ -391,8 +404,10 @@ impl Uplink {
         while self.connected && self.inflight.len() < self.config.max_inflight_batches {
             let outbox = self.outbox.clone();
             let (after, max) = (self.sent_upto, self.config.max_batch_records);
+            // Normally `after` is at least the acked seq; below it only while
+            // replaying to a central that lost acknowledged records.
             let records =
-                match tokio::task::spawn_blocking(move || outbox.pending_after(after, max)).await {
+                match tokio::task::spawn_blocking(move || outbox.stored_after(after, max)).await {
                     Ok(Ok(records)) => records,
                     Ok(Err(error)) => {
                         tracing::error!(%error, "cannot read pending records");

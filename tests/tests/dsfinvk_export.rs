@@ -85,6 +85,7 @@ fn signed_sale(
             time_format: "unixTime".into(),
             log_messages_base64: Vec::new(),
             qr_code: String::new(),
+            certified: Some(true),
         }),
         tse_error: None,
     }

@@ -181,6 +181,8 @@ pub(super) async fn tse_export(
 #[serde(deny_unknown_fields)]
 pub(super) struct DsfinvkParams {
     cash_point: String,
+    /// Needed when two boxes use the same cash point name.
+    device_id: Option<String>,
     from: String,
     to: String,
 }
@@ -210,15 +212,34 @@ pub(super) async fn dsfinvk_export(
         params.from.clone(),
         params.to.clone(),
     );
+    let device = params.device_id.clone();
     let read = query(&state, move |store| {
-        Ok((
-            store.closings_with_sales(&cash_point, &from, &to)?,
-            store.tses()?,
-        ))
+        let devices = store.devices_of_cash_point(&cash_point)?;
+        let device = match device {
+            Some(device) => Some(device),
+            None if devices.len() > 1 => return Ok(Err(devices)),
+            None => devices.into_iter().next(),
+        };
+        let closings = match &device {
+            Some(device) => store.closings_with_sales(device, &cash_point, &from, &to)?,
+            None => Vec::new(),
+        };
+        Ok(Ok((closings, store.tses()?, device)))
     })
     .await;
-    let (closings, tses) = match read {
-        Ok(read) => read,
+    let (closings, tses, device) = match read {
+        Ok(Ok(read)) => read,
+        Ok(Err(devices)) => {
+            return Problem::new(
+                axum::http::StatusCode::CONFLICT,
+                format!(
+                    "cash point {:?} is used by several boxes ({}); give device_id",
+                    params.cash_point,
+                    devices.join(", ")
+                ),
+            )
+            .into_response();
+        }
         Err(problem) => return problem.into_response(),
     };
     if closings.is_empty() {
@@ -230,7 +251,9 @@ pub(super) async fn dsfinvk_export(
     }
     let tses: Vec<TseMaster> = tses
         .into_iter()
-        .filter(|t| t.description.cash_point == params.cash_point)
+        .filter(|t| {
+            t.description.cash_point == params.cash_point && Some(&t.device_id) == device.as_ref()
+        })
         .enumerate()
         .map(|(i, t)| TseMaster {
             tse_id: i as u64 + 1,

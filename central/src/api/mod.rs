@@ -37,6 +37,8 @@ pub struct AppState {
     pub live: LiveValues,
     /// Trader data for DSFinV-K exports.
     pub fiscal: Option<Arc<crate::config::FiscalConfig>>,
+    /// Where `POST /api/v1/backups` writes.
+    pub backup_dir: Arc<std::path::PathBuf>,
     pub version: &'static str,
 }
 
@@ -70,6 +72,7 @@ pub fn app(state: AppState, request_timeout_ms: u64) -> Router {
         .route("/api/v1/tses", get(fiscal::tses))
         .route("/api/v1/tses/{serial}/export", get(fiscal::tse_export))
         .route("/api/v1/dsfinvk", get(fiscal::dsfinvk_export))
+        .route("/api/v1/backups", get(list_backups).post(create_backup))
         .route(
             "/api/v1/master-data",
             get(get_master_data).put(put_master_data),
@@ -315,6 +318,27 @@ async fn get_weighing(State(state): State<AppState>, Path(id): Path<String>) -> 
 /// The ETag of a master-data version.
 fn etag(version: u64) -> String {
     format!("\"{version}\"")
+}
+
+/// `GET /api/v1/backups`: the backups, newest first.
+async fn list_backups(State(state): State<AppState>) -> Response {
+    let dir = Arc::clone(&state.backup_dir);
+    match tokio::task::spawn_blocking(move || crate::backup::list(&dir)).await {
+        Ok(Ok(files)) => Json(files).into_response(),
+        Ok(Err(error)) => Problem::internal(&error, INTERNAL_DETAIL).into_response(),
+        Err(error) => Problem::internal(&error, INTERNAL_DETAIL).into_response(),
+    }
+}
+
+/// `POST /api/v1/backups`: an online backup of the database (201 with the
+/// file); the oldest beyond `backup::MAX_BACKUPS` are deleted.
+async fn create_backup(State(state): State<AppState>) -> Response {
+    let (store, dir) = (state.store.clone(), Arc::clone(&state.backup_dir));
+    match tokio::task::spawn_blocking(move || crate::backup::create(&store, &dir)).await {
+        Ok(Ok(file)) => (StatusCode::CREATED, Json(file)).into_response(),
+        Ok(Err(error)) => Problem::internal(&error, INTERNAL_DETAIL).into_response(),
+        Err(error) => Problem::internal(&error, INTERNAL_DETAIL).into_response(),
+    }
 }
 
 /// `GET /api/v1/master-data`: the document the boxes get, with its version

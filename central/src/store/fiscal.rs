@@ -12,10 +12,10 @@
 use base64::Engine;
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
-use valeo_drivers::tse::logmsg::{self, LogKind, LogMessage, Operation};
+use valeo_drivers::tse::logmsg::{self, LogKind, LogMessage, Operation, QrFields};
 use valeo_records::cash::{
     CashClosing, CashSale, KIND_CASH_CLOSING, KIND_CASH_SALE, KIND_TSE_INFO, KIND_TSE_OUTAGE,
-    TseDescription, TseOutage,
+    TseDescription, TseOutage, process_data,
 };
 use valeo_sync::wire::Record;
 
@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS cash_sales (
     sale TEXT NOT NULL,
     epoch TEXT NOT NULL,
     seq INTEGER NOT NULL,
-    UNIQUE (device_id, cash_point, receipt_no)
+    UNIQUE (device_id, epoch, cash_point, receipt_no)
 );
 CREATE INDEX IF NOT EXISTS cash_sales_by_time ON cash_sales (cash_point, finished_at);
 CREATE TABLE IF NOT EXISTS tse_logs (
@@ -87,16 +87,34 @@ pub(super) fn materialize(tx: &rusqlite::Transaction<'_>, record: &Record) -> Re
         KIND_TSE_INFO => {
             let info: TseDescription = serde_json::from_value(payload)
                 .map_err(|e| format!("{KIND_TSE_INFO} payload: {e}"))?;
-            tx.execute(
-                "INSERT INTO tse_devices (serial_hex, device_id, description) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (serial_hex) DO UPDATE SET description = excluded.description",
-                params![
-                    info.serial_hex.to_ascii_lowercase(),
-                    record.device_id,
-                    serde_json::to_string(&info).unwrap_or_default()
-                ],
-            )
-            .map_err(sql)?;
+            let key = base64::engine::general_purpose::STANDARD
+                .decode(&info.public_key_base64)
+                .map_err(|_| format!("{KIND_TSE_INFO}: the public key is not base64"))?;
+            if !hex::encode(logmsg::serial_number(&key)).eq_ignore_ascii_case(&info.serial_hex) {
+                return Err(format!(
+                    "{KIND_TSE_INFO}: serial {} is not the SHA-256 of the public key",
+                    info.serial_hex
+                ));
+            }
+            // A box may describe its own TSE again, never another box's.
+            let changed = tx
+                .execute(
+                    "INSERT INTO tse_devices (serial_hex, device_id, description) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (serial_hex) DO UPDATE SET description = excluded.description
+                     WHERE tse_devices.device_id = excluded.device_id",
+                    params![
+                        info.serial_hex.to_ascii_lowercase(),
+                        record.device_id,
+                        serde_json::to_string(&info).unwrap_or_default()
+                    ],
+                )
+                .map_err(sql)?;
+            if changed == 0 {
+                return Err(format!(
+                    "{KIND_TSE_INFO}: TSE {} is registered for another device",
+                    info.serial_hex
+                ));
+            }
         }
         KIND_TSE_OUTAGE => {
             let outage: TseOutage = serde_json::from_value(payload)
@@ -137,6 +155,26 @@ pub(super) fn materialize(tx: &rusqlite::Transaction<'_>, record: &Record) -> Re
             let sale: CashSale = serde_json::from_value(payload)
                 .map_err(|e| format!("{KIND_CASH_SALE} payload: {e}"))?;
             let (mut verification, logs) = verify_sale(&sale);
+            let reused: Option<String> = tx
+                .query_row(
+                    "SELECT epoch FROM cash_sales WHERE device_id = ?1 AND cash_point = ?2
+                       AND receipt_no = ?3 AND epoch <> ?4 LIMIT 1",
+                    params![
+                        record.device_id,
+                        sale.cash_point,
+                        sale.receipt_no as i64,
+                        record.epoch
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql)?;
+            if reused.is_some() {
+                verification = format!(
+                    "invalid: receipt number {} was already used before the box's database was recreated",
+                    sale.receipt_no
+                );
+            }
             let mut fresh = Vec::new();
             for log in &logs {
                 let serial = hex::encode(&log.serial_number);
@@ -184,7 +222,7 @@ pub(super) fn materialize(tx: &rusqlite::Transaction<'_>, record: &Record) -> Re
             }
             let gross: i64 = sale.lines.iter().map(|l| l.gross_cents).sum();
             tx.execute(
-                "INSERT OR IGNORE INTO cash_sales (device_id, cash_point, receipt_no, finished_at,
+                "INSERT INTO cash_sales (device_id, cash_point, receipt_no, finished_at,
                      gross_cents, tse_serial, verification, sale, epoch, seq)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
@@ -209,6 +247,18 @@ pub(super) fn materialize(tx: &rusqlite::Transaction<'_>, record: &Record) -> Re
 /// Checks a sale's TSE data; returns `valid`, `unsigned: …` or `invalid: …`
 /// and the log messages that verified.
 pub fn verify_sale(sale: &CashSale) -> (String, Vec<LogMessage>) {
+    // The receipt's own lines and payments must be what was given to the
+    // TSE: otherwise a signature over one amount could cover another.
+    let expected = process_data(sale.receipt_type, &sale.lines, &sale.payments);
+    if sale.process_data != expected {
+        return (
+            format!(
+                "invalid: the process data {:?} is not the receipt's lines and payments ({expected:?})",
+                sale.process_data
+            ),
+            Vec::new(),
+        );
+    }
     let Some(tse) = &sale.tse else {
         return (
             format!(
@@ -225,6 +275,28 @@ pub fn verify_sale(sale: &CashSale) -> (String, Vec<LogMessage>) {
     if !hex::encode(logmsg::serial_number(&public_key)).eq_ignore_ascii_case(&tse.serial_hex) {
         return (
             "invalid: the TSE serial is not the SHA-256 of its public key".into(),
+            Vec::new(),
+        );
+    }
+    // The QR code must be exactly the one the receipt's own TSE data give,
+    // so a genuine QR code of another receipt (or another key) cannot stand in.
+    let signature = b64.decode(&tse.signature_base64).unwrap_or_default();
+    let rebuilt = logmsg::qr_code(&QrFields {
+        client_id: &sale.cash_point,
+        process_type: &sale.process_type,
+        process_data: &sale.process_data,
+        transaction_number: tse.transaction_number,
+        signature_counter: tse.signature_counter,
+        start_unix: tse.start_unix,
+        finish_unix: tse.finish_unix,
+        signature_algorithm: &tse.signature_algorithm,
+        time_format: &tse.time_format,
+        signature: &signature,
+        public_key: &public_key,
+    });
+    if rebuilt != tse.qr_code {
+        return (
+            "invalid: the QR code is not the receipt's TSE data".into(),
             Vec::new(),
         );
     }
@@ -296,6 +368,9 @@ pub struct CashSaleView {
     pub id: i64,
     pub device_id: String,
     pub verification: String,
+    /// Whether the signing TSE is certified, as its box described it (the
+    /// software TSE is not); `None` for an unsigned sale or an unknown TSE.
+    pub tse_certified: Option<bool>,
     pub sale: CashSale,
 }
 
@@ -311,12 +386,18 @@ pub struct CashSaleFilter {
     pub offset: u64,
 }
 
+/// The columns `sale_view` reads, with the signing TSE's certification.
+const SALE_COLUMNS: &str = "s.id, s.device_id, s.verification, s.sale,
+    (SELECT json_extract(d.description, '$.certified') FROM tse_devices d
+      WHERE d.serial_hex = s.tse_serial)";
+
 fn sale_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<CashSaleView> {
     let sale: String = r.get(3)?;
     Ok(CashSaleView {
         id: r.get(0)?,
         device_id: r.get(1)?,
         verification: r.get(2)?,
+        tse_certified: r.get::<_, Option<i64>>(4)?.map(|c| c != 0),
         sale: serde_json::from_str(&sale).map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, e.into())
         })?,
@@ -334,12 +415,12 @@ pub struct TseView {
 impl Store {
     pub fn cash_sales(&self, filter: &CashSaleFilter) -> Result<Vec<CashSaleView>, StoreError> {
         let conn = self.reader();
-        let mut stmt = conn.prepare(
-            "SELECT id, device_id, verification, sale FROM cash_sales
-             WHERE (?1 IS NULL OR device_id = ?1) AND (?2 IS NULL OR cash_point = ?2)
-               AND (?3 IS NULL OR finished_at >= ?3) AND (?4 IS NULL OR finished_at < ?4)
-             ORDER BY finished_at DESC, id DESC LIMIT ?5 OFFSET ?6",
-        )?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {SALE_COLUMNS} FROM cash_sales s
+             WHERE (?1 IS NULL OR s.device_id = ?1) AND (?2 IS NULL OR s.cash_point = ?2)
+               AND (?3 IS NULL OR s.finished_at >= ?3) AND (?4 IS NULL OR s.finished_at < ?4)
+             ORDER BY s.finished_at DESC, s.id DESC LIMIT ?5 OFFSET ?6"
+        ))?;
         let rows = stmt.query_map(
             params![
                 filter.device_id,
@@ -358,7 +439,7 @@ impl Store {
         let conn = self.reader();
         Ok(conn
             .query_row(
-                "SELECT id, device_id, verification, sale FROM cash_sales WHERE id = ?1",
+                &format!("SELECT {SALE_COLUMNS} FROM cash_sales s WHERE s.id = ?1"),
                 [id],
                 sale_view,
             )
@@ -397,30 +478,34 @@ impl Store {
     /// (`YYYY-MM-DD`), each with its sales.
     pub fn closings_with_sales(
         &self,
+        device_id: &str,
         cash_point: &str,
         from: &str,
         to: &str,
     ) -> Result<Vec<(CashClosing, Vec<CashSale>)>, StoreError> {
         let conn = self.reader();
         let mut stmt = conn.prepare(
-            "SELECT closing FROM cash_closings WHERE cash_point = ?1
-               AND business_day >= ?2 AND business_day <= ?3 ORDER BY z_nr",
+            "SELECT closing FROM cash_closings WHERE device_id = ?1 AND cash_point = ?2
+               AND business_day >= ?3 AND business_day <= ?4 ORDER BY z_nr",
         )?;
         let closings: Vec<CashClosing> = stmt
-            .query_map(params![cash_point, from, to], |r| r.get::<_, String>(0))?
+            .query_map(params![device_id, cash_point, from, to], |r| {
+                r.get::<_, String>(0)
+            })?
             .filter_map(|r| r.ok().and_then(|s| serde_json::from_str(&s).ok()))
             .collect();
         let mut out = Vec::with_capacity(closings.len());
         let mut sales_stmt = conn.prepare(
-            "SELECT sale FROM cash_sales WHERE cash_point = ?1
-               AND receipt_no >= ?2 AND receipt_no <= ?3 ORDER BY receipt_no",
+            "SELECT sale FROM cash_sales WHERE device_id = ?1 AND cash_point = ?2
+               AND receipt_no >= ?3 AND receipt_no <= ?4 ORDER BY receipt_no",
         )?;
         for closing in closings {
             let sales = match (closing.first_receipt_no, closing.last_receipt_no) {
                 (Some(first), Some(last)) => sales_stmt
-                    .query_map(params![cash_point, first as i64, last as i64], |r| {
-                        r.get::<_, String>(0)
-                    })?
+                    .query_map(
+                        params![device_id, cash_point, first as i64, last as i64],
+                        |r| r.get::<_, String>(0),
+                    )?
                     .filter_map(|r| r.ok().and_then(|s| serde_json::from_str(&s).ok()))
                     .collect(),
                 _ => Vec::new(),
@@ -447,6 +532,16 @@ impl Store {
             params![serial_hex.to_ascii_lowercase(), from_unix, to_unix],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The boxes that closed days of `cash_point`.
+    pub fn devices_of_cash_point(&self, cash_point: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare(
+            "SELECT DISTINCT device_id FROM cash_closings WHERE cash_point = ?1 ORDER BY device_id",
+        )?;
+        let rows = stmt.query_map([cash_point], |r| r.get(0))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 

@@ -606,6 +606,14 @@ impl Store {
     }
 
     /// Cheap liveness check of the database.
+    /// Writes a consistent copy of the database to `path` (which must not
+    /// exist) while the service keeps running.
+    pub fn backup_into(&self, path: &Path) -> Result<(), StoreError> {
+        self.reader()
+            .execute("VACUUM INTO ?1", [path.to_string_lossy()])?;
+        Ok(())
+    }
+
     pub fn ping(&self) -> Result<(), StoreError> {
         self.reader().query_row("SELECT 1", [], |_| Ok(()))?;
         Ok(())

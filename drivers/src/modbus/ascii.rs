@@ -162,13 +162,19 @@ impl<T> AsciiIo<T> {
 
     /// Takes one whole line off `incoming`, if there is one, and translates it.
     fn next_frame(&mut self) -> Option<Result<Vec<u8>, AsciiError>> {
-        let end = self.incoming.iter().position(|b| *b == b'\n')?;
-        let line: Vec<u8> = self.incoming.drain(..=end).collect();
-        // Noise before the start character is skipped, as receivers must.
-        let start = line.iter().position(|b| *b == b':').unwrap_or(0);
-        let frame = line[start..].strip_suffix(b"\n").unwrap_or(&line[start..]);
-        let frame = frame.strip_suffix(b"\r").unwrap_or(frame);
-        Some(ascii_to_rtu(frame))
+        loop {
+            let end = self.incoming.iter().position(|b| *b == b'\n')?;
+            let line: Vec<u8> = self.incoming.drain(..=end).collect();
+            // Everything before the last start character is noise or a cut
+            // frame, and a line without one is idle noise (a stray CR LF, an
+            // adapter's echo): a receiver waits for the next start.
+            let Some(start) = line.iter().rposition(|b| *b == b':') else {
+                continue;
+            };
+            let frame = line[start..].strip_suffix(b"\n").unwrap_or(&line[start..]);
+            let frame = frame.strip_suffix(b"\r").unwrap_or(frame);
+            return Some(ascii_to_rtu(frame));
+        }
     }
 }
 
@@ -326,15 +332,19 @@ mod tests {
         let mut sent = [0u8; 17];
         wire.read_exact(&mut sent).await.unwrap();
         assert_eq!(&sent, b":010300000001FB\r\n");
-        // Line noise, then a reply cut in two pieces that lacks its LRC:
-        // refused as data, not handed on.
-        wire.write_all(b"\x00\x7f:0103020").await.unwrap();
+        // An idle CR LF, then line noise and a reply cut in two pieces that
+        // lacks its LRC: refused as data, not handed on.
+        wire.write_all(b"\r\n\x00\x7f:0103020").await.unwrap();
         wire.write_all(b"0E9\r\n").await.unwrap();
         let reply = with_crc(&[0x01, 0x03, 0x02, 0x00, 0xE9]);
         let mut got = vec![0u8; reply.len()];
         let read = io.read_exact(&mut got).await;
         assert_eq!(read.unwrap_err().kind(), io::ErrorKind::InvalidData);
-        // The whole reply: LRC = -(0x01 + 0x03 + 0x02 + 0x00 + 0xE9) = 0x11.
+        // A cut frame followed by a whole one on the same line: the whole one counts.
+        // LRC = -(0x01 + 0x03 + 0x02 + 0x00 + 0xE9) = 0x11.
+        wire.write_all(b":0103:01030200E911\r\n").await.unwrap();
+        io.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, reply);
         wire.write_all(b":01030200E911\r\n").await.unwrap();
         io.read_exact(&mut got).await.unwrap();
         assert_eq!(got, reply);

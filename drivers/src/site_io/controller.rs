@@ -399,10 +399,28 @@ impl Pins {
         blocked
     }
 
+    /// Whether every output's last write has taken effect.
+    fn all_settled(&mut self) -> bool {
+        let lights = [&mut self.entry_light, &mut self.exit_light]
+            .into_iter()
+            .flatten()
+            .flat_map(|light| [&mut light.red, &mut light.green]);
+        let barriers = [&mut self.entry_barrier, &mut self.exit_barrier]
+            .into_iter()
+            .flatten();
+        let mut settled = true;
+        for slot in lights.chain(barriers) {
+            settled &= slot.pin.settled();
+        }
+        settled
+    }
+
     /// Writes `target`, restrictive changes first (lights to red before barriers close,
     /// barriers open before lights turn green), so a driver is never waved towards a closed or
-    /// closing barrier. Stops at the first error.
-    fn write(&mut self, target: Outputs) -> Result<(), String> {
+    /// closing barrier. A more permissive step waits until every earlier write has taken
+    /// effect (outputs on a field bus confirm later): `Ok(false)` means the target is not
+    /// reached yet and the next cycle continues. Stops at the first error.
+    fn write(&mut self, target: Outputs) -> Result<bool, String> {
         let lights = [
             (target.entry_light, &mut self.entry_light),
             (target.exit_light, &mut self.exit_light),
@@ -421,6 +439,9 @@ impl Pins {
                 pin.set(false)?;
             }
         }
+        if !self.all_settled() {
+            return Ok(false);
+        }
         let barriers = [
             (target.entry_barrier, &mut self.entry_barrier),
             (target.exit_barrier, &mut self.exit_barrier),
@@ -429,6 +450,9 @@ impl Pins {
             if let (Barrier::Open, Some(pin)) = (barrier, pin) {
                 pin.set(true)?;
             }
+        }
+        if !self.all_settled() {
+            return Ok(false);
         }
         let lights = [
             (target.entry_light, &mut self.entry_light),
@@ -439,7 +463,7 @@ impl Pins {
                 pins.show(Light::Green)?;
             }
         }
-        Ok(())
+        Ok(self.all_settled())
     }
 
     /// Tries to make every output safe, carrying on past failures so one broken pin does not
@@ -598,7 +622,9 @@ impl Controller {
             self.interlock.outputs()
         };
         match self.pins.write(target) {
-            Ok(()) => self.shown = target,
+            Ok(true) => self.shown = target,
+            // On the way: show permissive only what was permissive already and still is.
+            Ok(false) => self.shown = self.shown.most_restrictive(target),
             Err(error) => {
                 let mut errors = vec![error];
                 self.pins.force_safe(&mut errors);

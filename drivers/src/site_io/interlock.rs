@@ -146,6 +146,30 @@ impl Outputs {
         exit_barrier: Barrier::Closed,
     };
 
+    /// Per output, the more restrictive of the two (red over green, closed over open).
+    pub fn most_restrictive(self, other: Outputs) -> Outputs {
+        let light = |a: Light, b: Light| {
+            if a == Light::Red || b == Light::Red {
+                Light::Red
+            } else {
+                Light::Green
+            }
+        };
+        let barrier = |a: Barrier, b: Barrier| {
+            if a == Barrier::Closed || b == Barrier::Closed {
+                Barrier::Closed
+            } else {
+                Barrier::Open
+            }
+        };
+        Outputs {
+            entry_light: light(self.entry_light, other.entry_light),
+            entry_barrier: barrier(self.entry_barrier, other.entry_barrier),
+            exit_light: light(self.exit_light, other.exit_light),
+            exit_barrier: barrier(self.exit_barrier, other.exit_barrier),
+        }
+    }
+
     /// The outputs for a state: entry green only when `Free` and positioned (no sensor
     /// interrupted, so nobody is still driving on or off), exit green only when `Released`.
     /// Each barrier is open exactly when its light is green.

@@ -49,6 +49,7 @@ fn check_point(
     device_id: &str,
     point: &str,
     output: bool,
+    max_age_ms: u64,
 ) -> Result<(), OpenError> {
     let config = device.ok_or_else(|| {
         problem(
@@ -78,6 +79,20 @@ fn check_point(
             ),
         ));
     }
+    // Every reading would be stale by the time the next one comes.
+    let interval_ms = config
+        .groups()
+        .get(&point_config.poll_group)
+        .copied()
+        .unwrap_or(config.poll_interval_ms);
+    if interval_ms >= max_age_ms {
+        return Err(problem(
+            field,
+            format!(
+                "max_age_ms {max_age_ms} must be longer than the poll interval of {device_id}.{point} ({interval_ms} ms)"
+            ),
+        ));
+    }
     Ok(())
 }
 
@@ -86,12 +101,17 @@ fn check_point(
 pub fn check_modbus_pins(config: &SiteIoConfig, lines: &[LineConfig]) -> Result<(), OpenError> {
     let outputs = config.outputs().len();
     for (index, (field, pin)) in config.pins().into_iter().enumerate() {
-        if let PinConfig::Modbus { device, point, .. } = pin {
+        if let PinConfig::Modbus {
+            device,
+            point,
+            max_age_ms,
+        } = pin
+        {
             let found = lines
                 .iter()
                 .flat_map(|line| &line.devices)
                 .find(|d| d.id == *device);
-            check_point(&field, found, device, point, index < outputs)?;
+            check_point(&field, found, device, point, index < outputs, *max_age_ms)?;
         }
     }
     Ok(())
@@ -103,11 +123,19 @@ fn locate(
     device: &str,
     point: &str,
     output: bool,
+    max_age_ms: u64,
 ) -> Result<Located, OpenError> {
     let found = lines
         .iter()
         .find_map(|line| line.device_config(device).map(|c| (line, c)));
-    check_point(field, found.map(|(_, c)| c), device, point, output)?;
+    check_point(
+        field,
+        found.map(|(_, c)| c),
+        device,
+        point,
+        output,
+        max_age_ms,
+    )?;
     let Some((line, _)) = found else {
         return Err(problem(
             field,
@@ -164,6 +192,8 @@ pub(crate) struct ModbusOutput {
     /// The level last queued, with the device's answer while it is outstanding.
     wanted: bool,
     pending: Option<PendingWrite>,
+    /// Why the last write failed, until `confirm` reports it.
+    failed: Option<String>,
     /// Unix ms at which the device confirmed `wanted`; readings after it must agree.
     confirmed_at_ms: Option<u64>,
 }
@@ -178,7 +208,7 @@ impl ModbusOutput {
         max_age_ms: u64,
         initial: bool,
     ) -> Result<Self, OpenError> {
-        let Located { line, snapshot } = locate(field, lines, device, point, true)?;
+        let Located { line, snapshot } = locate(field, lines, device, point, true, max_age_ms)?;
         let mut output = Self {
             line,
             snapshot,
@@ -187,6 +217,7 @@ impl ModbusOutput {
             max_age_ms,
             wanted: initial,
             pending: None,
+            failed: None,
             confirmed_at_ms: None,
         };
         // A full queue right at start-up shows up as an unconfirmed write on the first cycle.
@@ -200,6 +231,7 @@ impl ModbusOutput {
         self.wanted = level;
         self.confirmed_at_ms = None;
         self.pending = None;
+        self.failed = None;
         let pending = self
             .line
             .try_write(&self.device, &self.point, Value::Bool(level))
@@ -223,25 +255,31 @@ impl OutputPin for ModbusOutput {
     }
 }
 
+impl ModbusOutput {
+    /// Takes the device's answer to the outstanding write, if it has come.
+    fn poll_pending(&mut self) {
+        let Some(pending) = &mut self.pending else {
+            return;
+        };
+        match pending.try_recv() {
+            // Still on the line's queue or on the wire.
+            Err(TryRecvError::Empty) => return,
+            Err(TryRecvError::Closed) => self.failed = Some(ModbusError::Gone.to_string()),
+            Ok(Err(error)) => self.failed = Some(error.to_string()),
+            Ok(Ok(())) => self.confirmed_at_ms = Some(now_ms()),
+        }
+        self.pending = None;
+    }
+}
+
 impl SiteOutput for ModbusOutput {
     fn confirm(&mut self) -> Result<(), PinError> {
-        if let Some(pending) = &mut self.pending {
-            match pending.try_recv() {
-                // Still on the line's queue or on the wire.
-                Err(TryRecvError::Empty) => return Ok(()),
-                Err(TryRecvError::Closed) => {
-                    self.pending = None;
-                    return Err(modbus_error(ModbusError::Gone));
-                }
-                Ok(Err(error)) => {
-                    self.pending = None;
-                    return Err(modbus_error(error));
-                }
-                Ok(Ok(())) => {
-                    self.pending = None;
-                    self.confirmed_at_ms = Some(now_ms());
-                }
-            }
+        self.poll_pending();
+        if let Some(error) = self.failed.take() {
+            return Err(PinError::Modbus(error));
+        }
+        if self.pending.is_some() {
+            return Ok(());
         }
         let Some(confirmed_at_ms) = self.confirmed_at_ms else {
             return Err(modbus_error(format!(
@@ -258,6 +296,11 @@ impl SiteOutput for ModbusOutput {
             }
             _ => Ok(()),
         }
+    }
+
+    fn settled(&mut self) -> bool {
+        self.poll_pending();
+        self.pending.is_none() && self.failed.is_none() && self.confirmed_at_ms.is_some()
     }
 }
 
@@ -277,7 +320,7 @@ impl ModbusInput {
         point: &str,
         max_age_ms: u64,
     ) -> Result<Self, OpenError> {
-        let Located { snapshot, .. } = locate(field, lines, device, point, false)?;
+        let Located { snapshot, .. } = locate(field, lines, device, point, false, max_age_ms)?;
         Ok(Self {
             snapshot,
             device: device.to_owned(),

@@ -433,6 +433,13 @@ pub trait SiteOutput: OutputPin<Error = PinError> + Send {
     fn confirm(&mut self) -> Result<(), PinError> {
         Ok(())
     }
+
+    /// Whether the last write has taken effect. The controller makes the
+    /// next, more permissive change (a barrier opening, a light turning
+    /// green) only once the previous ones have settled.
+    fn settled(&mut self) -> bool {
+        true
+    }
 }
 
 // A GPIO write fails or succeeds on the spot.

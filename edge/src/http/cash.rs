@@ -25,7 +25,9 @@ impl IntoResponse for CashError {
             CashError::NoSuchSale(_) | CashError::NoSuchReceipt(_) => StatusCode::NOT_FOUND,
             CashError::AlreadyCancelled(..)
             | CashError::NotCancellable(..)
-            | CashError::TooManyOpen => StatusCode::CONFLICT,
+            | CashError::TooManyOpen
+            | CashError::Busy
+            | CashError::TooManyLines => StatusCode::CONFLICT,
             CashError::Storage(_) => {
                 return Problem::internal(&self, "the request could not be completed")
                     .into_response();
@@ -424,7 +426,9 @@ pub(super) fn receipt_html(
                 escape(&tse.qr_code),
                 qr_svg(&tse.qr_code)
             ));
-            if certified == Some(false) {
+            // The TSE that signed decides; older records without the flag
+            // fall back to the TSE in use now.
+            if tse.certified.or(certified) == Some(false) {
                 html.push_str(
                     "<p class=\"mark\" id=\"not-certified\">Software-TSE, nicht zertifiziert: \
                      kein gültiger Beleg im Sinne der KassenSichV</p>",

@@ -129,6 +129,10 @@ pub struct SaleTse {
     pub log_messages_base64: Vec<String>,
     /// The DSFinV-K receipt QR code content (`V0;…`).
     pub qr_code: String,
+    /// Whether the signing TSE said it is certified (the software TSE is
+    /// not), so the receipt is marked by the TSE that signed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certified: Option<bool>,
 }
 
 /// A finished cash sale: everything the receipt and DSFinV-K need.
