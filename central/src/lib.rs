@@ -8,6 +8,7 @@
 //! - [`backup`]: online backups of the database;
 //! - [`master_data`]: publishing master data to the boxes;
 //! - [`live`]: the boxes' live values (telemetry), in memory;
+//! - [`observe`]: request ids, latency histograms, process resources;
 //! - [`api`]: the axum router and problem+json errors;
 //! - [`run`]: wiring it together.
 
@@ -18,6 +19,7 @@ pub mod config;
 pub mod dsfinvk;
 pub mod live;
 pub mod master_data;
+pub mod observe;
 pub mod store;
 
 use std::sync::Arc;
@@ -63,6 +65,7 @@ pub async fn run(
         live,
         fiscal: config.fiscal.clone().map(Arc::new),
         backup_dir: Arc::new(backup::backup_dir(&config.data_dir)),
+        requests: observe::RequestStats::default(),
         version: VERSION,
     };
     let listener = tokio::net::TcpListener::bind(config.http.listen)

@@ -39,6 +39,8 @@ pub struct AppState {
     pub fiscal: Option<Arc<crate::config::FiscalConfig>>,
     /// Where `POST /api/v1/backups` writes.
     pub backup_dir: Arc<std::path::PathBuf>,
+    /// Request latencies for `/metrics`.
+    pub requests: crate::observe::RequestStats,
     pub version: &'static str,
 }
 
@@ -81,6 +83,10 @@ pub fn app(state: AppState, request_timeout_ms: u64) -> Router {
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_millis(request_timeout_ms),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.requests.clone(),
+            crate::observe::track,
         ))
         .with_state(state)
 }
@@ -136,6 +142,17 @@ struct Health {
     /// Dead letters kept, by reason.
     dead_letters: std::collections::BTreeMap<String, u64>,
     devices: Vec<crate::store::DeviceView>,
+    /// This process's memory and CPU time.
+    process: crate::observe::ProcessStats,
+    /// Live values held, and those dropped (caps, unknown senders) or malformed.
+    live_values: LiveCounts,
+}
+
+#[derive(Debug, Serialize)]
+struct LiveCounts {
+    held: usize,
+    dropped: u64,
+    malformed: u64,
 }
 
 async fn health(State(state): State<AppState>) -> Response {
@@ -157,6 +174,15 @@ async fn health(State(state): State<AppState>) -> Response {
         receiver,
         dead_letters,
         devices,
+        process: crate::observe::process_stats(),
+        live_values: {
+            let (held, dropped, malformed) = state.live.counts();
+            LiveCounts {
+                held,
+                dropped,
+                malformed,
+            }
+        },
     };
     let code = if healthy {
         StatusCode::OK
@@ -235,6 +261,38 @@ async fn metrics(State(state): State<AppState>) -> Response {
         "device",
         per_device(|d| f64::from(u8::from(d.gap_expected_seq.is_some()))),
     );
+    let process = crate::observe::process_stats();
+    if let Some(rss) = process.rss_bytes {
+        m.gauge(
+            "valeo_central_resident_memory_bytes",
+            "Resident memory of the process.",
+            rss as f64,
+        );
+    }
+    if let Some(cpu) = process.cpu_seconds {
+        m.counter(
+            "valeo_central_cpu_seconds_total",
+            "CPU time used by the process, user and system.",
+            cpu,
+        );
+    }
+    let (held, dropped, _) = state.live.counts();
+    m.gauge(
+        "valeo_central_live_values",
+        "Live values held in memory.",
+        held as f64,
+    )
+    .counter(
+        "valeo_central_live_values_dropped_total",
+        "Telemetry samples dropped: caps, unknown senders.",
+        dropped as f64,
+    )
+    .gauge(
+        "valeo_central_devices",
+        "Registered devices.",
+        devices.len() as f64,
+    );
+    state.requests.expose(&mut m);
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], m.finish()).into_response()
 }
 

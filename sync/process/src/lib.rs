@@ -70,14 +70,25 @@ pub fn load_config<T>(
     parse(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
 }
 
-/// Logs to stderr; `RUST_LOG` overrides `default_filter`.
+/// Logs to stderr; `RUST_LOG` overrides `default_filter`. With
+/// `VALEO_LOG_FORMAT=json` every line is one JSON object with the fields of
+/// the event and of the span it happened in (a request's `request_id`), for
+/// log collectors; otherwise readable text, spans as prefixes.
 pub fn init_logging(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if std::env::var("VALEO_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        builder.init();
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM (what systemd and container runtimes send).
