@@ -308,3 +308,94 @@ async fn pins_that_cannot_serve_are_refused_naming_the_field() {
         );
     }
 }
+
+/// Lights on one controller, barriers on another that refuses every
+/// request: the entry light must never turn green in front of a barrier
+/// that did not open. Sampled every 5 ms for two seconds.
+#[tokio::test]
+async fn green_never_comes_before_the_barrier_opened() {
+    let lights = SimDevice::new(
+        2,
+        Tables {
+            coils: (0..4).map(|a| (a, false)).collect(),
+            ..Tables::default()
+        },
+    );
+    let gates = SimDevice::new(
+        3,
+        Tables {
+            coils: (0..2).map(|a| (a, false)).collect(),
+            ..Tables::default()
+        },
+    );
+    // Server device failure on everything the barrier controller is asked.
+    gates.set_behaviour(Behaviour {
+        exception: Some(4),
+        ..Behaviour::default()
+    });
+    let (addr, _server) = serve_tcp(
+        "127.0.0.1:0",
+        SimBank::new(vec![lights.clone(), gates.clone()]),
+    )
+    .await
+    .unwrap();
+    let device = |id: &str, unit: u8, coils: &[&str]| {
+        let mut text = format!(
+            "[[devices]]\nid = \"{id}\"\nunit = {unit}\naddress_base = 0\npoll_interval_ms = 100\ntimeout_ms = 300\nretries = 0\n"
+        );
+        for (address, name) in coils.iter().enumerate() {
+            text.push_str(&format!(
+                "[[devices.points]]\nname = \"{name}\"\ntable = \"coil\"\naddress = {address}\ntype = \"bool\"\naccess = \"rw\"\n"
+            ));
+        }
+        text
+    };
+    let text = format!(
+        "id = \"site\"\n[transport]\nkind = \"tcp\"\naddress = \"{addr}\"\n{}{}",
+        device(
+            "lights",
+            2,
+            &["entry_red", "entry_green", "exit_red", "exit_green"]
+        ),
+        device("gates", 3, &["entry_barrier", "exit_barrier"]),
+    );
+    let config: LineConfig = toml::from_str(&text).unwrap();
+    config.validate().unwrap();
+    let (tx, _changes) = mpsc::channel(CHANGE_QUEUE_CAPACITY);
+    let line = poller::spawn(config, tx);
+    let pin = |device: &str, point: &str| {
+        format!("{{ kind = \"modbus\", device = \"{device}\", point = \"{point}\" }}")
+    };
+    let site: SiteIoConfig = toml::from_str(&format!(
+        "input_poll_ms = 20\nentry_light = {{ red = {}, green = {} }}\nexit_light = {{ red = {}, green = {} }}\nentry_barrier = {}\nexit_barrier = {}\n",
+        pin("lights", "entry_red"),
+        pin("lights", "entry_green"),
+        pin("lights", "exit_red"),
+        pin("lights", "exit_green"),
+        pin("gates", "entry_barrier"),
+        pin("gates", "exit_barrier"),
+    ))
+    .unwrap();
+    let handle = spawn_with(
+        site,
+        &PinSources {
+            modbus: vec![line],
+            ..PinSources::default()
+        },
+    )
+    .unwrap();
+    // An empty platform: the interlock wants the entry open and green.
+    handle.platform_weight_kg(0.0).await;
+    let mut status = handle.status();
+    for _ in 0..400 {
+        assert_ne!(
+            lights.coil(1),
+            Some(true),
+            "entry green with the barrier refused"
+        );
+        assert_ne!(status.borrow_and_update().entry_light, Light::Green);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(status.borrow().pin_fault, "{:?}", status.borrow());
+    assert_eq!(lights.coil(0), Some(true), "entry red stays lit");
+}
