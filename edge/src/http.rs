@@ -538,6 +538,19 @@ async fn metrics(State(state): State<AppState>) -> Response {
         "device",
         per_device(|h| f64::from(u8::from(h.degraded))),
     );
+    if let Some(cash) = &state.cash {
+        let tse = cash.status();
+        m.gauge(
+            "valeo_edge_tse_outage",
+            "1 while the TSE fails: sales go on, receipts unsigned and marked.",
+            f64::from(u8::from(tse.outage.is_some())),
+        )
+        .gauge(
+            "valeo_edge_tse_certified",
+            "1 when the TSE in use says it is certified (the software TSE is not).",
+            f64::from(u8::from(tse.info.as_ref().is_some_and(|i| i.certified))),
+        );
+    }
     let views = scale_views(&state.workflow);
     let per_scale = |f: fn(&ScaleView) -> f64| views.iter().map(move |v| (v.id.as_str(), f(v)));
     m.by_label(

@@ -145,6 +145,15 @@ async fn a_cash_day_with_an_outage_is_verified_and_exported_at_central() {
         health["alarms"].to_string().contains("TSE outage"),
         "{health}"
     );
+    let metrics = http
+        .get(format!("{}/metrics", edge.http_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("valeo_edge_tse_outage 1"), "{metrics}");
     let page = http
         .get(format!("{}/api/v1/receipts/4/print", edge.http_url))
         .send()
