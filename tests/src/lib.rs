@@ -520,3 +520,8 @@ pub async fn run_browser_script(script: &str, edge: &Edge) -> anyhow::Result<Str
     eprintln!("{stdout}");
     Ok(stdout)
 }
+
+/// GETs `url` and returns the body as text (a page, `/metrics`).
+pub async fn get_text(http: &reqwest::Client, url: &str) -> anyhow::Result<String> {
+    Ok(http.get(url).send().await?.text().await?)
+}

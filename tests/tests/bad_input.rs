@@ -14,7 +14,7 @@ use rumqttc::{AsyncClient, MqttOptions, QoS};
 use serde_json::json;
 use valeo_sync::identity::DeviceKey;
 use valeo_sync::wire::{Batch, GENESIS_HASH, Record};
-use valeo_system_tests::{Central, Edge, eventually, get_json};
+use valeo_system_tests::{Central, Edge, eventually, get_json, get_text};
 
 /// Two consecutive records of `device`, starting the chain.
 fn records(device: &str, note: &str) -> Vec<Record> {
@@ -176,12 +176,7 @@ async fn every_bad_batch_is_dead_lettered_with_its_reason_and_nothing_else_is_af
         health["receiver"]["records_duplicate"], 2,
         "the replay was recognised"
     );
-    let metrics = http
-        .get(format!("{}/metrics", central.http_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
+    let metrics = get_text(&http, &format!("{}/metrics", central.http_url))
         .await
         .unwrap();
     assert!(

@@ -17,7 +17,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 use valeo_drivers::tse::{export, logmsg};
 use valeo_system_tests::{
-    Edge, eventually, get_json, post_json, start_pair, venv_python, workspace_root,
+    Edge, eventually, get_json, get_text, post_json, start_pair, venv_python, workspace_root,
 };
 
 const CASH_BOX: &str = r#"
@@ -145,21 +145,11 @@ async fn a_cash_day_with_an_outage_is_verified_and_exported_at_central() {
         health["alarms"].to_string().contains("TSE outage"),
         "{health}"
     );
-    let metrics = http
-        .get(format!("{}/metrics", edge.http_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
+    let metrics = get_text(&http, &format!("{}/metrics", edge.http_url))
         .await
         .unwrap();
     assert!(metrics.contains("valeo_edge_tse_outage 1"), "{metrics}");
-    let page = http
-        .get(format!("{}/api/v1/receipts/4/print", edge.http_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
+    let page = get_text(&http, &format!("{}/api/v1/receipts/4/print", edge.http_url))
         .await
         .unwrap();
     assert!(page.contains("id=\"tse-outage\""), "{page}");
@@ -187,12 +177,7 @@ async fn a_cash_day_with_an_outage_is_verified_and_exported_at_central() {
     )
     .await;
     assert!(last["tse"].is_object(), "{last}");
-    let page = http
-        .get(format!("{}/api/v1/receipts/5/print", edge.http_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
+    let page = get_text(&http, &format!("{}/api/v1/receipts/5/print", edge.http_url))
         .await
         .unwrap();
     for needle in [&serial, "data-qr=\"V0;KASSE-01;", "<svg", "not-certified"] {

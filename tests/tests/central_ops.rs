@@ -8,7 +8,7 @@
     reason = "a failed step is the test failure; helpers here are test code"
 )]
 
-use valeo_system_tests::{Central, free_port};
+use valeo_system_tests::{Central, free_port, get_text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_request_ids_and_latency_histograms() {
@@ -59,12 +59,7 @@ async fn health_request_ids_and_latency_histograms() {
         .unwrap();
     assert!(problem.headers().contains_key("x-request-id"));
 
-    let metrics = http
-        .get(format!("{}/metrics", central.http_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
+    let metrics = get_text(&http, &format!("{}/metrics", central.http_url))
         .await
         .unwrap();
     for needle in [
