@@ -1486,13 +1486,6 @@ fn write_tse_master(
     sheets.push(&TSE, key, &cells)
 }
 
-fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// The GDPdU description of all tables (see the module doc for the types);
 /// the data supplier is the company of the first closing.
 fn index_xml(supplier: Option<&Company>) -> String {
@@ -1505,8 +1498,8 @@ fn index_xml(supplier: Option<&Company>) -> String {
         xml.push_str(&format!(
             "  <DataSupplier>\r\n    <Name>{}</Name>\r\n    <Location>{}</Location>\r\n    \
              <Comment>DSFinV-K {TAXONOMY_VERSION}</Comment>\r\n  </DataSupplier>\r\n",
-            xml_escape(&company.name),
-            xml_escape(&format!("{} {}", company.zip, company.city)),
+            valeo_process::markup::escape(&company.name),
+            valeo_process::markup::escape(&format!("{} {}", company.zip, company.city)),
         ));
     }
     xml.push_str("  <Media>\r\n    <Name>DSFinV-K</Name>\r\n");

@@ -49,6 +49,9 @@ pub struct LiveValue {
     pub at: String,
     /// When central received it.
     pub received_at: String,
+    /// `at` parsed, to keep the newest sample without parsing it again.
+    #[serde(skip)]
+    at_parsed: chrono::DateTime<chrono::FixedOffset>,
 }
 
 #[derive(Debug, Default)]
@@ -99,17 +102,21 @@ impl LiveValues {
         let mut values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
         let Values { by_device, count } = &mut *values;
         for sample in samples {
-            let at = chrono::DateTime::parse_from_rfc3339(&sample.at);
             let too_big =
                 serde_json::to_vec(&sample.value).map_or(true, |v| v.len() > MAX_SAMPLE_BYTES);
-            if sample.name.is_empty()
-                || sample.name.chars().count() > MAX_NAME_CHARS
-                || at.is_err()
-                || too_big
-            {
-                self.malformed.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
+            let at = match chrono::DateTime::parse_from_rfc3339(&sample.at) {
+                Ok(at)
+                    if !too_big
+                        && !sample.name.is_empty()
+                        && sample.name.chars().count() <= MAX_NAME_CHARS =>
+                {
+                    at
+                }
+                _ => {
+                    self.malformed.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            };
             let names_held = by_device.get(device_id).map_or(0, BTreeMap::len);
             let known = by_device
                 .get(device_id)
@@ -121,13 +128,10 @@ impl LiveValues {
             let names = by_device.entry(device_id.to_owned()).or_default();
             // QoS 0 messages can overtake each other; keep the newest sample
             // by its time, not by how the text of the time sorts.
-            let older = names.get(&sample.name).is_some_and(|old| {
-                chrono::DateTime::parse_from_rfc3339(&old.at)
-                    .ok()
-                    .zip(at.as_ref().ok())
-                    .is_some_and(|(old_at, new_at)| old_at > *new_at)
-            });
-            if older {
+            if names
+                .get(&sample.name)
+                .is_some_and(|old| old.at_parsed > at)
+            {
                 continue;
             }
             let value = LiveValue {
@@ -136,6 +140,7 @@ impl LiveValues {
                 value: sample.value,
                 at: sample.at,
                 received_at: received_at.clone(),
+                at_parsed: at,
             };
             if names.insert(sample.name, value).is_none() {
                 *count += 1;

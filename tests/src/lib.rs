@@ -15,6 +15,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+/// Agent tables for a simulated box with a cash desk `KASSE-01` that signs
+/// with the software TSE.
+pub const CASH_DESK: &str = r#"
+[simulation]
+enabled = true
+[cash]
+cash_point = "KASSE-01"
+trader_name = "Agrarhandel Musterfeld GmbH"
+trader_address = "Feldweg 1, 49999 Musterfeld"
+[cash.tse]
+kind = "software"
+"#;
+
 /// Agent tables for a simulated weighbridge: a SysTec terminal, a grain
 /// analyzer, and simulated lights, barriers and two light barriers (front
 /// interrupted = high, rear interrupted = low, as wired on real sites).

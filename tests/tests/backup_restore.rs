@@ -13,19 +13,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use valeo_system_tests::{
-    Central, Edge, binary, eventually, free_port, get_json, post_json, start_pair,
+    CASH_DESK, Central, Edge, binary, eventually, free_port, get_json, post_json, start_pair,
 };
-
-const CASH_BOX: &str = r#"
-[simulation]
-enabled = true
-[cash]
-cash_point = "KASSE-01"
-trader_name = "Agrarhandel Musterfeld GmbH"
-trader_address = "Feldweg 1, 49999 Musterfeld"
-[cash.tse]
-kind = "software"
-"#;
 
 async fn sell(edge: &Edge, cents: i64) {
     let (status, sale) = post_json(
@@ -58,7 +47,7 @@ async fn sales_at(central: &Central, count: usize) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_while_running_restores_into_a_working_central() {
     let dir = tempfile::tempdir().unwrap();
-    let (central, edge) = start_pair(dir.path(), "backup-box", CASH_BOX)
+    let (central, edge) = start_pair(dir.path(), "backup-box", CASH_DESK)
         .await
         .unwrap();
     sell(&edge, 320).await;

@@ -13,18 +13,7 @@
 
 use std::time::Duration;
 
-use valeo_system_tests::{eventually, get_json, run_browser_script, start_pair};
-
-const CASH_DESK: &str = r#"
-[simulation]
-enabled = true
-[cash]
-cash_point = "KASSE-01"
-trader_name = "Agrarhandel Musterfeld GmbH"
-trader_address = "Feldweg 1, 49999 Musterfeld"
-[cash.tse]
-kind = "software"
-"#;
+use valeo_system_tests::{CASH_DESK, eventually, get_json, run_browser_script, start_pair};
 
 /// The receipt numbers the browser test reports on its `RECEIPTS {…}` line.
 fn receipts_made(stdout: &str) -> (Vec<u64>, Vec<u64>) {

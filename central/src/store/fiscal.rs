@@ -280,7 +280,9 @@ pub fn verify_sale(sale: &CashSale) -> (String, Vec<LogMessage>) {
     }
     // The QR code must be exactly the one the receipt's own TSE data give,
     // so a genuine QR code of another receipt (or another key) cannot stand in.
-    let signature = b64.decode(&tse.signature_base64).unwrap_or_default();
+    let Ok(signature) = b64.decode(&tse.signature_base64) else {
+        return ("invalid: the signature is not base64".into(), Vec::new());
+    };
     let rebuilt = logmsg::qr_code(&QrFields {
         client_id: &sale.cash_point,
         process_type: &sale.process_type,

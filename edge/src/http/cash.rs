@@ -9,6 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use valeo_drivers::tse::ExportFilter;
+use valeo_process::markup::escape;
 use valeo_process::problem::Problem;
 use valeo_records::cash::{
     CashSale, Payment, ReceiptType, SaleLine, format_cents, split_vat, vat_rate_basis_points,
@@ -278,13 +279,6 @@ pub(super) async fn closing(State(state): State<AppState>) -> Response {
         Ok(desk) => answer(StatusCode::CREATED, desk.close_day().await),
         Err(answer) => answer.into_response(),
     }
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn qr_svg(data: &str) -> String {

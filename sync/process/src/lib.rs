@@ -2,6 +2,7 @@
 //! config file, logging, and the shutdown signal. Nothing here knows what
 //! the program does.
 
+pub mod markup;
 pub mod metrics;
 pub mod problem;
 
