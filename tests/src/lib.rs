@@ -509,25 +509,45 @@ pub async fn post_json(
 /// against the box at `edge_url` and returns what it printed; fails with
 /// the script's output and the box's log when it does not succeed.
 pub async fn run_browser_script(script: &str, edge: &Edge) -> anyhow::Result<String> {
+    run_node_script(
+        script,
+        &[("EDGE_URL", edge.http_url.as_str())],
+        &edge.process,
+    )
+    .await
+}
+
+/// Runs `tests/browser/<script>` in Node with `env` set and returns what it
+/// printed; fails with the script's output and `process`'s log when it
+/// does not succeed.
+pub async fn run_node_script(
+    script: &str,
+    env: &[(&str, &str)],
+    process: &Process,
+) -> anyhow::Result<String> {
     let browser_dir = workspace_root().join("tests/browser");
     if !browser_dir.join("node_modules/playwright-core").exists() {
         bail!(
             "playwright-core is not installed: the README's test command runs `npm ci` in tests/browser"
         );
     }
-    let (url, path) = (edge.http_url.clone(), browser_dir.join(script));
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node").arg(path).env("EDGE_URL", url).output()
-    })
-    .await?
-    .context("node runs (the README's test command installs Node.js and Chromium)")?;
+    let path = browser_dir.join(script);
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let output =
+        tokio::task::spawn_blocking(move || Command::new("node").arg(path).envs(env).output())
+            .await?
+            .context("node runs (the README's test command installs Node.js and Chromium)")?;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
         bail!(
-            "browser test {script} failed ({}):\n{stdout}\n{}\nedge log:\n{}",
+            "browser test {script} failed ({}):\n{stdout}\n{}\n{} log:\n{}",
             output.status,
             String::from_utf8_lossy(&output.stderr),
-            edge.process.log()
+            process.name,
+            process.log()
         );
     }
     eprintln!("{stdout}");

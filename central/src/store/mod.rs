@@ -17,7 +17,9 @@
 //! A batch is committed in one `BEGIN IMMEDIATE` transaction with
 //! `synchronous=FULL`; the receiver acks only after `commit` returns.
 
+pub mod auth;
 mod commands;
+pub mod events;
 mod fiscal;
 
 pub use commands::{CommandView, NewCommandError};
@@ -183,6 +185,8 @@ impl Store {
         let writer = open()?;
         writer.execute_batch(SCHEMA)?;
         writer.execute_batch(fiscal::SCHEMA)?;
+        writer.execute_batch(auth::SCHEMA)?;
+        writer.execute_batch(events::SCHEMA)?;
         let reader = open()?;
         let store = Store {
             writer: Arc::new(Mutex::new(writer)),
