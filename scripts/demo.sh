@@ -3,6 +3,10 @@
 # its embedded MQTT broker and SQLite, and one edge agent whose simulated
 # MT-SICS terminal (on a real pseudo-terminal) weighs demo trucks on its own.
 # Ctrl-C stops both. Data lives in ./data/.
+#
+# Central has no default password: export VALEO_ADMIN_PASSWORD (12+
+# characters) before the first run to choose the admin's, or central
+# generates one and prints it once on its first start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +32,8 @@ id = "demo-weighbridge-01"
 public_key = "$key"
 TOML
 
+first_start=yes
+[ -e data/central/central.db ] && first_start=no
 ./target/debug/valeo-central --config data/central.demo.toml &
 central=$!
 trap 'kill $central ${edge:-} 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
@@ -41,10 +47,23 @@ done
 ./target/debug/valeo-edge --config config/edge.demo.toml &
 edge=$!
 
+if [ -n "${VALEO_ADMIN_PASSWORD:-}" ]; then
+    password_hint="the one you exported in VALEO_ADMIN_PASSWORD"
+elif [ "$first_start" = yes ]; then
+    password_hint="printed by central above: the line 'initial admin password for user \"admin\": ...'"
+else
+    password_hint="printed by central on its first start. Lost it? Stop the demo and run
+                          ./target/debug/valeo-central --config data/central.demo.toml --reset-admin-password"
+fi
+
 cat <<MSG
 
   Valeo Edge demo running.
-    tickets at central:   curl -s http://127.0.0.1:8080/api/v1/weighings
+    central login:        user "admin", password $password_hint
+    a token for curl:     TOKEN=\$(curl -s -X POST http://127.0.0.1:8080/api/v1/auth/login \\
+                            -H 'content-type: application/json' \\
+                            -d '{"username":"admin","password":"PASSWORD"}' | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
+    tickets at central:   curl -s -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:8080/api/v1/weighings
     central health:       curl -s http://127.0.0.1:8080/health
     central metrics:      curl -s http://127.0.0.1:8080/metrics
     operator terminal:    http://127.0.0.1:8081/

@@ -21,7 +21,7 @@ use crate::store::{Store, StoreError};
 pub const MAX_BACKUPS: usize = 10;
 
 /// A backup file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BackupFile {
     pub file: String,
     pub bytes: u64,

@@ -35,6 +35,12 @@ pub struct CentralConfig {
     /// The trader and the cash register model, for DSFinV-K exports.
     #[serde(default)]
     pub fiscal: Option<FiscalConfig>,
+    /// Logins, sessions, tokens, login throttling and the audit log.
+    #[serde(default)]
+    pub auth: crate::auth::AuthConfig,
+    /// Integration events: MQTT publication, retention, webhook delivery.
+    #[serde(default)]
+    pub events: crate::events::EventsConfig,
 }
 
 /// Master data of the DSFinV-K export that no box knows.
@@ -147,6 +153,14 @@ impl CentralConfig {
             .mqtt
             .validate()
             .map_err(|e| anyhow::anyhow!("[mqtt] {e}"))?;
+        config
+            .auth
+            .validate()
+            .map_err(|e| anyhow::anyhow!("[auth] {e}"))?;
+        config
+            .events
+            .validate()
+            .map_err(|e| anyhow::anyhow!("[events] {e}"))?;
         if config.http.request_timeout_ms == 0 {
             anyhow::bail!("[http] request_timeout_ms must be greater than 0");
         }

@@ -8,19 +8,27 @@
 //! - [`backup`]: online backups of the database;
 //! - [`master_data`]: publishing master data to the boxes;
 //! - [`live`]: the boxes' live values (telemetry), in memory;
+//! - [`device_status`]: the boxes' online status, in memory;
+//! - [`events`]: integration events on MQTT and to webhooks;
 //! - [`observe`]: request ids, latency histograms, process resources;
+//! - [`auth`]: users, sessions, JWTs, API tokens, the permission matrix, the audit log;
 //! - [`api`]: the axum router and problem+json errors;
+//! - [`ui`]: the office web UI and the API docs page, compiled in;
 //! - [`run`]: wiring it together.
 
 pub mod api;
+pub mod auth;
 pub mod backup;
 pub mod broker;
 pub mod config;
+pub mod device_status;
 pub mod dsfinvk;
+pub mod events;
 pub mod live;
 pub mod master_data;
 pub mod observe;
 pub mod store;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -38,6 +46,8 @@ pub async fn run(
         anyhow::anyhow!("cannot create data_dir {}: {e}", config.data_dir.display())
     })?;
     let store = store::Store::open(&config.data_dir.join("central.db"))?;
+    // Before anything listens: a bad admin password stops the start here.
+    let auth = auth::start(&store, &config.auth)?;
     for device in &config.devices {
         if store.register_device(&device.id, &device.public_key)? {
             tracing::info!(device_id = %device.id, "device key registered");
@@ -51,13 +61,21 @@ pub async fn run(
         master_data::seed_from_file(&store, path)?;
     }
     let live = live::LiveValues::new(config.devices.iter().map(|d| d.id.clone()));
+    let (device_statuses, presence_changes) =
+        device_status::DeviceStatuses::new(config.devices.iter().map(|d| d.id.clone()));
+    tokio::spawn(device_status::record_changes(
+        store.clone(),
+        presence_changes,
+    ));
     let sink = live::CentralSink {
         store: store.clone(),
         live: live.clone(),
+        statuses: device_statuses.clone(),
     };
     let (receiver, publisher) =
         valeo_sync::receiver::spawn_with_config(&config.mqtt, "valeo-central", Arc::new(sink));
     master_data::publish_to_all(&store, &publisher).await?;
+    let events = events::spawn(&store, &publisher, &config.events)?;
     let state = api::AppState {
         store,
         receiver,
@@ -66,14 +84,21 @@ pub async fn run(
         fiscal: config.fiscal.clone().map(Arc::new),
         backup_dir: Arc::new(backup::backup_dir(&config.data_dir)),
         requests: observe::RequestStats::default(),
+        auth,
+        events,
+        device_statuses,
         version: VERSION,
     };
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for HTTP on {}: {e}", config.http.listen))?;
     tracing::info!(http = %config.http.listen, mqtt = %format!("{}:{}", config.mqtt.host, config.mqtt.port), "central running");
-    axum::serve(listener, api::app(state, config.http.request_timeout_ms))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    axum::serve(
+        listener,
+        api::app(state, config.http.request_timeout_ms)
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     Ok(())
 }

@@ -40,14 +40,23 @@ struct Sample {
 }
 
 /// The latest value of one name.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "device_id": "yard-1",
+    "name": "modbus.silo-1.level",
+    "value": {"value": 2.9},
+    "at": "2026-11-29T08:00:01.000Z",
+    "received_at": "2026-11-29T08:00:01.042Z"
+}))]
 pub struct LiveValue {
     pub device_id: String,
     pub name: String,
+    /// As the box sent it: a number, a string, or an object with the value
+    /// and its quality.
     pub value: serde_json::Value,
-    /// When the box took it (its clock).
+    /// When the box took it (its clock), RFC 3339.
     pub at: String,
-    /// When central received it.
+    /// When central received it, RFC 3339.
     pub received_at: String,
     /// `at` parsed, to keep the newest sample without parsing it again.
     #[serde(skip)]
@@ -187,6 +196,8 @@ impl LiveValues {
 pub struct CentralSink {
     pub store: Store,
     pub live: LiveValues,
+    /// The boxes' online status.
+    pub statuses: crate::device_status::DeviceStatuses,
 }
 
 impl BatchSink for CentralSink {
@@ -200,6 +211,10 @@ impl BatchSink for CentralSink {
 
     fn telemetry(&self, device_id: &str, payload: &[u8]) {
         self.live.ingest(device_id, payload);
+    }
+
+    fn status(&self, device_id: &str, payload: &[u8]) {
+        self.statuses.ingest(device_id, payload);
     }
 }
 

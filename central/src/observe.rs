@@ -120,7 +120,7 @@ pub async fn track(State(stats): State<RequestStats>, request: Request, next: Ne
 }
 
 /// The process's resources, from `/proc/self`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ProcessStats {
     /// Resident memory.
     pub rss_bytes: Option<u64>,

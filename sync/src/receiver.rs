@@ -5,15 +5,20 @@
 //! A malformed or forged message is logged with its reason, counted, and
 //! never acknowledged; the receiver keeps running. What a record means is
 //! the sink's business: this module knows envelopes, not weighings.
+//!
+//! The same connection carries what central sends: configs and commands to
+//! the boxes, and integration events, which the receiver also reads back
+//! from the broker to know they arrived (see [`DevicePublisher::publish_event`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use rumqttc::{AsyncClient, QoS};
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::mqtt::{self, BrokerConfig, LinkEvent};
 use crate::wire::{Ack, Batch, PROTOCOL_VERSION, topic};
@@ -117,6 +122,12 @@ pub trait BatchSink: Send + Sync + 'static {
     fn telemetry(&self, device_id: &str, payload: &[u8]) {
         let _ = (device_id, payload);
     }
+    /// A message on a device's status topic (retained, also the box's last
+    /// will), as received: the sink checks it. Called on the receiver's
+    /// task, so it must not block.
+    fn status(&self, device_id: &str, payload: &[u8]) {
+        let _ = (device_id, payload);
+    }
 }
 
 /// Counters for `/health` and metrics.
@@ -182,11 +193,34 @@ enum Outgoing {
     Command(String, Bytes),
 }
 
+/// An integration event waiting to be published.
+#[derive(Debug)]
+struct OutgoingEvent {
+    seq: u64,
+    topic: String,
+    payload: Bytes,
+}
+
+/// Integration events held until the broker has sent them back; beyond,
+/// [`DevicePublisher::publish_event`] waits.
+pub const MAX_PENDING_EVENTS: usize = 1024;
+
+/// Events waiting to be taken by the receiver task.
+const EVENT_QUEUE_CAPACITY: usize = 64;
+
+/// How long a published event may take to come back before it is published
+/// again; doubles while none comes back, up to [`MAX_EVENT_ECHO_TIMEOUT_MS`].
+const EVENT_ECHO_TIMEOUT_MS: u64 = 10_000;
+const MAX_EVENT_ECHO_TIMEOUT_MS: u64 = 300_000;
+
 /// Sends devices their configuration (retained, on their config topic) and
-/// commands through the receiver's connection. Cheap to clone.
+/// commands through the receiver's connection, and integration events to
+/// whoever subscribes. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct DevicePublisher {
     tx: mpsc::Sender<Outgoing>,
+    events: mpsc::Sender<OutgoingEvent>,
+    events_confirmed: watch::Receiver<u64>,
 }
 
 impl DevicePublisher {
@@ -208,6 +242,38 @@ impl DevicePublisher {
             .await
             .map_err(|_| ReceiverGone)
     }
+
+    /// Queues an integration event for `topic` (QoS 1, not retained), in
+    /// the order of the calls. `seq` identifies it in
+    /// [`DevicePublisher::events_confirmed`] and must grow with every call.
+    ///
+    /// rumqttc does not report PUBACKs, so the receiver subscribes to the
+    /// events topics itself: an event counts as delivered when the broker
+    /// has routed it back to central. Until then it is kept, published
+    /// again after a reconnect to a broker that lost the session, and after
+    /// a timeout. Consumers may therefore see an event twice. Waits while
+    /// [`MAX_PENDING_EVENTS`] are unconfirmed.
+    pub async fn publish_event(
+        &self,
+        seq: u64,
+        topic: String,
+        payload: Bytes,
+    ) -> Result<(), ReceiverGone> {
+        self.events
+            .send(OutgoingEvent {
+                seq,
+                topic,
+                payload,
+            })
+            .await
+            .map_err(|_| ReceiverGone)
+    }
+
+    /// The highest `seq` such that it and every event queued before it came
+    /// back from the broker; 0 until one does.
+    pub fn events_confirmed(&self) -> watch::Receiver<u64> {
+        self.events_confirmed.clone()
+    }
 }
 
 /// The receiver task has stopped.
@@ -225,8 +291,159 @@ pub fn spawn_with_config(
     let (client, events) = mqtt::connect(broker, client_id, None);
     let counters = Arc::new(ReceiverCounters::default());
     let (tx, outgoing) = mpsc::channel(OUTGOING_QUEUE_CAPACITY);
-    tokio::spawn(run(client, events, sink, Arc::clone(&counters), outgoing));
-    (counters, DevicePublisher { tx })
+    let (events_tx, outgoing_events) = mpsc::channel(EVENT_QUEUE_CAPACITY);
+    let (confirmed_tx, events_confirmed) = watch::channel(0);
+    let channels = Channels {
+        outgoing,
+        events: outgoing_events,
+        confirmed: confirmed_tx,
+    };
+    tokio::spawn(run(client, events, sink, Arc::clone(&counters), channels));
+    (
+        counters,
+        DevicePublisher {
+            tx,
+            events: events_tx,
+            events_confirmed,
+        },
+    )
+}
+
+/// The receiver task's ends of the [`DevicePublisher`] channels.
+struct Channels {
+    outgoing: mpsc::Receiver<Outgoing>,
+    events: mpsc::Receiver<OutgoingEvent>,
+    confirmed: watch::Sender<u64>,
+}
+
+/// One integration event between [`DevicePublisher::publish_event`] and
+/// its return from the broker.
+#[derive(Debug)]
+struct PendingEvent {
+    seq: u64,
+    topic: String,
+    payload: Bytes,
+    /// Given to the MQTT client on the current session.
+    handed: bool,
+    /// Seen back from the broker.
+    echoed: bool,
+}
+
+/// Integration events not yet seen back, in the order they were queued.
+#[derive(Debug)]
+struct PendingEvents {
+    pending: VecDeque<PendingEvent>,
+    confirmed: watch::Sender<u64>,
+    /// When events handed but not seen back are published again.
+    deadline: Option<tokio::time::Instant>,
+    timeout: Duration,
+}
+
+impl PendingEvents {
+    fn new(confirmed: watch::Sender<u64>) -> PendingEvents {
+        PendingEvents {
+            pending: VecDeque::new(),
+            confirmed,
+            deadline: None,
+            timeout: Duration::from_millis(EVENT_ECHO_TIMEOUT_MS),
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.pending.len() < MAX_PENDING_EVENTS
+    }
+
+    fn queue(&mut self, event: OutgoingEvent) {
+        self.pending.push_back(PendingEvent {
+            seq: event.seq,
+            topic: event.topic,
+            payload: event.payload,
+            handed: false,
+            echoed: false,
+        });
+    }
+
+    /// Hands unsent events to the client in order without waiting; what
+    /// does not fit stays.
+    fn flush(&mut self, client: &AsyncClient, connected: bool) {
+        if !connected {
+            return;
+        }
+        for event in self.pending.iter_mut().filter(|e| !e.handed && !e.echoed) {
+            match client.try_publish(
+                event.topic.clone(),
+                QoS::AtLeastOnce,
+                false,
+                event.payload.clone(),
+            ) {
+                Ok(()) => event.handed = true,
+                Err(_) => break,
+            }
+        }
+        if self.deadline.is_none() && self.pending.iter().any(|e| e.handed && !e.echoed) {
+            self.deadline = Some(tokio::time::Instant::now() + self.timeout);
+        }
+    }
+
+    /// A message on an events topic: if it is one of ours, it arrived.
+    /// Returns whether it was.
+    fn echo(&mut self, topic_name: &str, payload: &[u8]) -> bool {
+        let Some(event) = self
+            .pending
+            .iter_mut()
+            .find(|e| !e.echoed && e.topic == topic_name && e.payload == payload)
+        else {
+            return false;
+        };
+        event.echoed = true;
+        let mut confirmed = None;
+        while self.pending.front().is_some_and(|e| e.echoed) {
+            confirmed = self.pending.pop_front().map(|e| e.seq);
+        }
+        if let Some(seq) = confirmed {
+            self.confirmed.send_replace(seq);
+            self.timeout = Duration::from_millis(EVENT_ECHO_TIMEOUT_MS);
+            self.deadline = self
+                .pending
+                .iter()
+                .any(|e| e.handed && !e.echoed)
+                .then(|| tokio::time::Instant::now() + self.timeout);
+        }
+        true
+    }
+
+    /// A new connection. rumqttc sends its unacknowledged publishes again
+    /// only when the broker kept the session; otherwise they are gone.
+    fn reconnected(&mut self, session_present: bool) {
+        if !session_present {
+            for event in &mut self.pending {
+                event.handed = false;
+            }
+            self.deadline = None;
+        }
+    }
+
+    /// Publishes again what did not come back in time, e.g. because the
+    /// broker does not let central read the events topics.
+    fn check_timeout(&mut self) {
+        let Some(deadline) = self.deadline else {
+            return;
+        };
+        if tokio::time::Instant::now() < deadline {
+            return;
+        }
+        let unconfirmed = self.pending.iter().filter(|e| !e.echoed).count();
+        tracing::warn!(
+            unconfirmed,
+            timeout_ms = self.timeout.as_millis() as u64,
+            "integration events did not come back from the broker; publishing them again"
+        );
+        for event in &mut self.pending {
+            event.handed = false;
+        }
+        self.deadline = None;
+        self.timeout = (self.timeout * 2).min(Duration::from_millis(MAX_EVENT_ECHO_TIMEOUT_MS));
+    }
 }
 
 /// The newest config per device and which of them the broker has not got,
@@ -304,8 +521,14 @@ async fn run(
     mut events: mpsc::Receiver<LinkEvent>,
     sink: Arc<dyn BatchSink>,
     counters: Arc<ReceiverCounters>,
-    mut outgoing: mpsc::Receiver<Outgoing>,
+    channels: Channels,
 ) {
+    let Channels {
+        mut outgoing,
+        events: mut outgoing_events,
+        confirmed,
+    } = channels;
+    let mut integration = PendingEvents::new(confirmed);
     let mut configs = Configs::default();
     let mut connected = false;
     // Acks waiting for room in the MQTT client's queue, newest per device:
@@ -325,6 +548,8 @@ async fn run(
             _ = retry.tick() => {
                 flush_acks(&client, &mut pending_acks);
                 configs.flush(&client, connected);
+                integration.check_timeout();
+                integration.flush(&client, connected);
                 continue;
             }
             Some(message) = outgoing.recv() => {
@@ -332,18 +557,26 @@ async fn run(
                 configs.flush(&client, connected);
                 continue;
             }
+            Some(event) = outgoing_events.recv(), if integration.has_room() => {
+                integration.queue(event);
+                integration.flush(&client, connected);
+                continue;
+            }
         };
         match event {
-            LinkEvent::Connected { .. } => {
+            LinkEvent::Connected { session_present } => {
                 counters.connected.store(true, Ordering::Relaxed);
                 connected = true;
                 configs.unsent = configs.latest.keys().cloned().collect();
+                integration.reconnected(session_present);
                 let filters = [
                     rumqttc::SubscribeFilter::new(topic::ALL_RECORDS.into(), QoS::AtLeastOnce),
                     rumqttc::SubscribeFilter::new(topic::ALL_TELEMETRY.into(), QoS::AtMostOnce),
+                    rumqttc::SubscribeFilter::new(topic::ALL_STATUS.into(), QoS::AtLeastOnce),
+                    rumqttc::SubscribeFilter::new(topic::ALL_EVENTS.into(), QoS::AtLeastOnce),
                 ];
                 if let Err(error) = client.try_subscribe_many(filters) {
-                    tracing::error!(%error, "cannot subscribe to records and telemetry");
+                    tracing::error!(%error, "cannot subscribe to records, telemetry, status and events");
                 }
             }
             LinkEvent::Disconnected { .. } => {
@@ -355,8 +588,15 @@ async fn run(
                 topic: name,
                 payload,
             } => {
-                if let Some(device_id) = topic::device_of(&name, "telemetry") {
+                let is_event = topic::event_kind(&name).is_some();
+                if is_event && integration.echo(&name, &payload) {
+                    // One of ours came back: it reached the broker.
+                } else if let Some(device_id) = topic::device_of(&name, "telemetry") {
                     sink.telemetry(device_id, &payload);
+                } else if let Some(device_id) = topic::device_of(&name, "status") {
+                    sink.status(device_id, &payload);
+                } else if is_event && topic::device_of(&name, "records").is_none() {
+                    // Someone else's event, or ours seen again: not a batch.
                 } else if let Some((device_id, ack)) =
                     handle_message(&name, &payload, &sink, &counters).await
                 {
@@ -366,6 +606,7 @@ async fn run(
         }
         flush_acks(&client, &mut pending_acks);
         configs.flush(&client, connected);
+        integration.flush(&client, connected);
     }
 }
 
@@ -469,4 +710,112 @@ async fn handle_message(
         resend_from: outcome.resend_from,
     };
     Some((device_id, ack))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> (AsyncClient, rumqttc::EventLoop) {
+        AsyncClient::new(rumqttc::MqttOptions::new("t", "127.0.0.1", 1), 64)
+    }
+
+    fn event(seq: u64) -> OutgoingEvent {
+        OutgoingEvent {
+            seq,
+            topic: topic::event("weighing.completed"),
+            payload: Bytes::from(format!("{{\"id\":{seq}}}")),
+        }
+    }
+
+    fn handed(events: &PendingEvents) -> Vec<(u64, bool)> {
+        events.pending.iter().map(|e| (e.seq, e.handed)).collect()
+    }
+
+    #[tokio::test]
+    async fn events_count_as_delivered_in_order_once_they_come_back() {
+        let (client, _loop) = client();
+        let (tx, confirmed) = watch::channel(0);
+        let mut events = PendingEvents::new(tx);
+        for seq in [3, 5, 8] {
+            events.queue(event(seq));
+        }
+        events.flush(&client, false);
+        assert_eq!(handed(&events), [(3, false), (5, false), (8, false)]);
+        events.flush(&client, true);
+        assert_eq!(handed(&events), [(3, true), (5, true), (8, true)]);
+
+        let topic_name = topic::event("weighing.completed");
+        // Back out of order: nothing is confirmed past a missing one.
+        assert!(events.echo(&topic_name, b"{\"id\":5}"));
+        assert_eq!(*confirmed.borrow(), 0);
+        assert!(!events.echo(&topic_name, b"{\"id\":99}"), "not one of ours");
+        assert!(
+            !events.echo(&topic::event("stock.corrected"), b"{\"id\":3}"),
+            "same bytes on another topic"
+        );
+        assert!(events.echo(&topic_name, b"{\"id\":3}"));
+        assert_eq!(*confirmed.borrow(), 5);
+        assert!(!events.echo(&topic_name, b"{\"id\":5}"), "seen twice");
+        assert!(events.echo(&topic_name, b"{\"id\":8}"));
+        assert_eq!(*confirmed.borrow(), 8);
+        assert!(events.pending.is_empty());
+        assert!(events.deadline.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_lost_session_or_a_timeout_publishes_unconfirmed_events_again() {
+        tokio::time::pause();
+        let (client, _loop) = client();
+        let (tx, confirmed) = watch::channel(0);
+        let mut events = PendingEvents::new(tx);
+        events.queue(event(1));
+        events.queue(event(2));
+        events.flush(&client, true);
+
+        // The broker kept the session: rumqttc sends its copies again.
+        events.reconnected(true);
+        assert_eq!(handed(&events), [(1, true), (2, true)]);
+        // The broker lost it: they are ours to send again.
+        events.reconnected(false);
+        assert_eq!(handed(&events), [(1, false), (2, false)]);
+        events.flush(&client, true);
+        assert!(events.echo(&topic::event("weighing.completed"), b"{\"id\":1}"));
+        assert_eq!(*confirmed.borrow(), 1);
+
+        // Event 2 never comes back: after the timeout it goes out again,
+        // and the next wait is longer.
+        events.check_timeout();
+        assert_eq!(handed(&events), [(2, true)]);
+        tokio::time::advance(Duration::from_millis(EVENT_ECHO_TIMEOUT_MS + 1)).await;
+        events.check_timeout();
+        assert_eq!(handed(&events), [(2, false)]);
+        assert_eq!(
+            events.timeout,
+            Duration::from_millis(2 * EVENT_ECHO_TIMEOUT_MS)
+        );
+        events.flush(&client, true);
+        assert_eq!(handed(&events), [(2, true)]);
+        // It never comes back: the waits grow up to their cap.
+        for _ in 0..10 {
+            tokio::time::advance(events.timeout + Duration::from_millis(1)).await;
+            events.check_timeout();
+            events.flush(&client, true);
+        }
+        assert_eq!(
+            events.timeout,
+            Duration::from_millis(MAX_EVENT_ECHO_TIMEOUT_MS)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_queue_has_a_limit() {
+        let (tx, _confirmed) = watch::channel(0);
+        let mut events = PendingEvents::new(tx);
+        for seq in 0..MAX_PENDING_EVENTS as u64 {
+            assert!(events.has_room());
+            events.queue(event(seq));
+        }
+        assert!(!events.has_room());
+    }
 }

@@ -70,6 +70,26 @@ pub mod topic {
     /// The filter for the status of every device.
     pub const ALL_STATUS: &str = "valeo/v1/+/status";
 
+    /// Prefix of central's integration events; `events` is therefore not
+    /// usable as a device id.
+    pub const EVENTS_PREFIX: &str = "valeo/v1/events/";
+
+    /// Central → integrators: one integration event of `kind` (QoS 1, not
+    /// retained). The sync layer carries it as opaque bytes.
+    pub fn event(kind: &str) -> String {
+        format!("{EVENTS_PREFIX}{kind}")
+    }
+
+    /// The filter for every integration event.
+    pub const ALL_EVENTS: &str = "valeo/v1/events/+";
+
+    /// Extracts `{kind}` from `valeo/v1/events/{kind}`.
+    pub fn event_kind(topic: &str) -> Option<&str> {
+        topic
+            .strip_prefix(EVENTS_PREFIX)
+            .filter(|kind| !kind.is_empty() && !kind.contains('/'))
+    }
+
     /// Extracts `{device_id}` from `valeo/v1/{device_id}/{leaf}`.
     pub fn device_of<'a>(topic: &'a str, leaf: &str) -> Option<&'a str> {
         let rest = topic.strip_prefix("valeo/v1/")?;
@@ -376,6 +396,24 @@ mod tests {
         // A round trip through JSON keeps the hash valid.
         let back: Record = serde_json::from_slice(&serde_json::to_vec(&r).unwrap()).unwrap();
         back.verify_hash().unwrap();
+    }
+
+    #[test]
+    fn event_topics_name_their_kind() {
+        let name = topic::event("weighing.completed");
+        assert_eq!(name, "valeo/v1/events/weighing.completed");
+        assert_eq!(topic::event_kind(&name), Some("weighing.completed"));
+        for other in [
+            "valeo/v1/events/",
+            "valeo/v1/events/a/b",
+            "valeo/v1/box-1/status",
+        ] {
+            assert_eq!(topic::event_kind(other), None, "{other}");
+        }
+        assert_eq!(
+            topic::device_of("valeo/v1/box-1/status", "status"),
+            Some("box-1")
+        );
     }
 
     #[test]

@@ -109,6 +109,17 @@ pub struct Process {
 
 impl Process {
     pub fn spawn(name: &str, program: &Path, args: &[&str], dir: &Path) -> anyhow::Result<Process> {
+        Self::spawn_with_env(name, program, args, dir, &[])
+    }
+
+    /// Like [`Process::spawn`], with these environment variables set.
+    pub fn spawn_with_env(
+        name: &str,
+        program: &Path,
+        args: &[&str],
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Process> {
         let log = dir.join(format!("{name}.log"));
         // Appended, so a restarted process keeps the story of the earlier runs.
         let out = std::fs::OpenOptions::new()
@@ -121,6 +132,7 @@ impl Process {
             .current_dir(dir)
             .env("RUST_LOG", "info,rumqttd=warn")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -231,12 +243,80 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A running `valeo-central`.
+/// A running `valeo-central`, with an admin's password and API token.
 #[derive(Debug)]
 pub struct Central {
     pub http_url: String,
     pub mqtt_port: u16,
     pub process: Process,
+    /// The password of user `admin` (set through `VALEO_ADMIN_PASSWORD` on
+    /// the first start in a directory, kept for restarts).
+    pub admin_password: String,
+    /// An API token with the admin role.
+    pub token: String,
+    client: reqwest::Client,
+}
+
+/// Where the admin's password and token of the central in a test
+/// directory are kept: a restart on the same data keeps its users.
+pub const CENTRAL_CREDENTIALS_FILE: &str = "central-admin.json";
+
+/// The admin credentials of the central in `dir`.
+#[derive(Debug, Clone)]
+struct Credentials {
+    password: String,
+    token: Option<String>,
+}
+
+impl Credentials {
+    fn load_or_new(dir: &Path) -> Credentials {
+        let stored = std::fs::read(dir.join(CENTRAL_CREDENTIALS_FILE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+        match stored {
+            Some(stored) if stored["password"].is_string() => Credentials {
+                password: stored["password"].as_str().unwrap_or_default().to_owned(),
+                token: stored["token"].as_str().map(str::to_owned),
+            },
+            _ => Credentials {
+                password: format!("test-{:032x}", rand::random::<u128>()),
+                token: None,
+            },
+        }
+    }
+
+    fn save(&self, dir: &Path) -> anyhow::Result<()> {
+        let json = serde_json::json!({"password": self.password, "token": self.token});
+        std::fs::write(dir.join(CENTRAL_CREDENTIALS_FILE), json.to_string())?;
+        Ok(())
+    }
+}
+
+/// A client whose requests carry `Authorization: Bearer <token>`.
+pub fn bearer_client(token: &str) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))?;
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?)
+}
+
+/// Logs in at central and returns the JWT.
+pub async fn login(http_url: &str, username: &str, password: &str) -> anyhow::Result<String> {
+    let (status, body) = post_json(
+        &format!("{http_url}/api/v1/auth/login"),
+        &serde_json::json!({"username": username, "password": password}),
+    )
+    .await?;
+    if status != 200 {
+        bail!("login as {username}: {status}: {body}");
+    }
+    body["token"]
+        .as_str()
+        .map(str::to_owned)
+        .context("login answer without a token")
 }
 
 impl Central {
@@ -248,6 +328,18 @@ impl Central {
         external_broker_port: Option<u16>,
         ports: Option<(u16, u16)>,
         devices: &[(&str, &str)],
+    ) -> anyhow::Result<Central> {
+        Self::start_with(dir, external_broker_port, ports, devices, "").await
+    }
+
+    /// Like [`Central::start`], with `extra` TOML tables appended to the
+    /// config (e.g. `[auth]`).
+    pub async fn start_with(
+        dir: &Path,
+        external_broker_port: Option<u16>,
+        ports: Option<(u16, u16)>,
+        devices: &[(&str, &str)],
+        extra: &str,
     ) -> anyhow::Result<Central> {
         let (http_port, mqtt_port) = ports.unwrap_or_else(|| (free_port(), free_port()));
         let mqtt_port = external_broker_port.unwrap_or(mqtt_port);
@@ -266,20 +358,67 @@ impl Central {
             .map(|(id, key)| format!("[[devices]]\nid = \"{id}\"\npublic_key = \"{key}\"\n"))
             .collect();
         let path = dir.join("central.toml");
-        std::fs::write(&path, config + &devices)?;
-        let process = Process::spawn(
+        std::fs::write(&path, config + &devices + extra)?;
+        let mut credentials = Credentials::load_or_new(dir);
+        let process = Process::spawn_with_env(
             "valeo-central",
             &binary("valeo-central")?,
             &["--config", &path.to_string_lossy()],
             dir,
+            &[("VALEO_ADMIN_PASSWORD", credentials.password.as_str())],
         )?;
-        let central = Central {
-            http_url: format!("http://127.0.0.1:{http_port}"),
+        let http_url = format!("http://127.0.0.1:{http_port}");
+        let mut central = Central {
+            http_url,
             mqtt_port,
             process,
+            admin_password: credentials.password.clone(),
+            token: String::new(),
+            client: reqwest::Client::new(),
         };
         central.wait_healthy().await?;
+        let token = central.admin_token(credentials.token.as_deref()).await?;
+        credentials.token = Some(token.clone());
+        credentials.save(dir)?;
+        central.client = bearer_client(&token)?;
+        central.token = token;
         Ok(central)
+    }
+
+    /// `known` if central still accepts it, else a new admin API token.
+    async fn admin_token(&self, known: Option<&str>) -> anyhow::Result<String> {
+        if let Some(token) = known {
+            let me = bearer_client(token)?
+                .get(format!("{}/api/v1/auth/me", self.http_url))
+                .send()
+                .await?;
+            if me.status().is_success() {
+                return Ok(token.to_owned());
+            }
+        }
+        let jwt = login(&self.http_url, "admin", &self.admin_password).await?;
+        let (status, body) = post_json_with(
+            &bearer_client(&jwt)?,
+            &format!("{}/api/v1/tokens", self.http_url),
+            &serde_json::json!({
+                "name": format!("system-tests-{:08x}", rand::random::<u32>()),
+                "role": "admin",
+            }),
+        )
+        .await?;
+        if status != 201 {
+            bail!("creating the admin API token: {status}: {body}");
+        }
+        body["token"]
+            .as_str()
+            .map(str::to_owned)
+            .context("token answer without a token")
+    }
+
+    /// A client authenticated as admin (its API token); use it for every
+    /// `/api/v1` call to central.
+    pub fn http(&self) -> reqwest::Client {
+        self.client.clone()
     }
 
     /// Replaces central's master data (published to every box) and returns
@@ -288,7 +427,8 @@ impl Central {
         &self,
         document: &serde_json::Value,
     ) -> anyhow::Result<serde_json::Value> {
-        let response = reqwest::Client::new()
+        let response = self
+            .http()
             .put(format!("{}/api/v1/master-data", self.http_url))
             .json(document)
             .send()
@@ -497,7 +637,16 @@ pub async fn post_json(
     url: &str,
     body: &serde_json::Value,
 ) -> anyhow::Result<(u16, serde_json::Value)> {
-    let response = reqwest::Client::new().post(url).json(body).send().await?;
+    post_json_with(&reqwest::Client::new(), url, body).await
+}
+
+/// [`post_json`] with a given client (e.g. [`Central::http`]).
+pub async fn post_json_with(
+    http: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let response = http.post(url).json(body).send().await?;
     let status = response.status().as_u16();
     Ok((
         status,

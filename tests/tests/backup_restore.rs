@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use valeo_system_tests::{
-    CASH_DESK, Central, Edge, binary, eventually, free_port, get_json, post_json, start_pair,
+    CASH_DESK, CENTRAL_CREDENTIALS_FILE, Central, Edge, binary, eventually, free_port, get_json,
+    post_json, post_json_with, start_pair,
 };
 
 async fn sell(edge: &Edge, cents: i64) {
@@ -30,7 +31,7 @@ async fn sell(edge: &Edge, cents: i64) {
 }
 
 async fn sales_at(central: &Central, count: usize) -> Value {
-    let http = reqwest::Client::new();
+    let http = central.http();
     let url = format!("{}/api/v1/cash-sales", central.http_url);
     eventually("the sales at central", Duration::from_secs(20), || {
         let (http, url) = (http.clone(), url.clone());
@@ -53,14 +54,18 @@ async fn a_backup_taken_while_running_restores_into_a_working_central() {
     sell(&edge, 320).await;
     sales_at(&central, 1).await;
 
-    let (status, backup) = post_json(&format!("{}/api/v1/backups", central.http_url), &json!({}))
-        .await
-        .unwrap();
+    let (status, backup) = post_json_with(
+        &central.http(),
+        &format!("{}/api/v1/backups", central.http_url),
+        &json!({}),
+    )
+    .await
+    .unwrap();
     assert_eq!(status, 201, "{backup}");
     let file = backup["file"].as_str().unwrap().to_owned();
     assert!(backup["bytes"].as_u64().unwrap() > 0);
     let listed = get_json(
-        &reqwest::Client::new(),
+        &central.http(),
         &format!("{}/api/v1/backups", central.http_url),
     )
     .await
@@ -90,6 +95,12 @@ async fn a_backup_taken_while_running_restores_into_a_working_central() {
     std::fs::copy(
         dir.path().join("central-data/backups").join(&file),
         restored.path().join("central-data/central.db"),
+    )
+    .unwrap();
+    // The backup holds the users and tokens: the admin's credentials go along.
+    std::fs::copy(
+        dir.path().join(CENTRAL_CREDENTIALS_FILE),
+        restored.path().join(CENTRAL_CREDENTIALS_FILE),
     )
     .unwrap();
     // The box's key, as it was provisioned (loading does not change it).

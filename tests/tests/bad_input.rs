@@ -137,7 +137,7 @@ async fn every_bad_batch_is_dead_lettered_with_its_reason_and_nothing_else_is_af
             .unwrap();
     }
 
-    let http = reqwest::Client::new();
+    let http = central.http();
     let url = format!("{}/api/v1/dead-letters?limit=100", central.http_url);
     let letters = eventually(
         "every bad batch dead-lettered",
@@ -193,7 +193,7 @@ async fn every_bad_batch_is_dead_lettered_with_its_reason_and_nothing_else_is_af
 async fn bad_http_requests_get_problem_details() {
     let dir = tempfile::tempdir().unwrap();
     let central = Central::start(dir.path(), None, None, &[]).await.unwrap();
-    let http = reqwest::Client::new();
+    let http = central.http();
     let cases = [
         ("/api/v1/weighings?limit=0", 400, "limit"),
         ("/api/v1/weighings?limit=abc", 400, "limit"),
@@ -239,7 +239,7 @@ async fn bad_weighing_requests_and_bad_master_data_are_refused_by_name() {
         .await
         .unwrap();
     edge.wait_master_data(1).await.unwrap();
-    let http = reqwest::Client::new();
+    let http = central.http();
 
     // The edge's local API.
     let cases: &[(&str, &str, &str, u16, &str)] = &[

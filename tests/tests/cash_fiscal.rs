@@ -62,7 +62,7 @@ async fn sell(edge: &Edge, lines: Vec<Value>, payments: Value) -> Value {
 async fn a_cash_day_with_an_outage_is_verified_and_exported_at_central() {
     let dir = tempfile::tempdir().unwrap();
     let (central, edge) = start_pair(dir.path(), "cash-box", CASH_BOX).await.unwrap();
-    let http = reqwest::Client::new();
+    let http = central.http();
     let tse_url = format!("{}/api/v1/tse", edge.http_url);
     let tse = eventually("the TSE ready", Duration::from_secs(15), || {
         let (http, url) = (http.clone(), tse_url.clone());

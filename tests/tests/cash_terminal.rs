@@ -45,7 +45,7 @@ async fn a_cashier_sells_and_cancels_in_the_browser() {
     );
 
     // Every receipt the browser made reached central and passed its check.
-    let http = reqwest::Client::new();
+    let http = central.http();
     let url = format!(
         "{}/api/v1/cash-sales?device_id=cash-box&limit=100",
         central.http_url

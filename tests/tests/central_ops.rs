@@ -16,7 +16,7 @@ async fn health_request_ids_and_latency_histograms() {
     let central = Central::start(dir.path(), None, Some((free_port(), free_port())), &[])
         .await
         .unwrap();
-    let http = reqwest::Client::new();
+    let http = central.http();
 
     let health: serde_json::Value = http
         .get(format!("{}/health", central.http_url))

@@ -56,7 +56,7 @@ async fn weigh_one_truck(edge: &Edge, scale: &TruckScale, plate: &str) -> u64 {
 
 /// Waits for the ticket in central's API and checks it.
 async fn assert_ticket_at_central(central: &Central, device_id: &str, ticket_no: u64, plate: &str) {
-    let http = reqwest::Client::new();
+    let http = central.http();
     let url = format!(
         "{}/api/v1/weighings?device_id={device_id}&status=complete",
         central.http_url
@@ -85,15 +85,19 @@ async fn assert_ticket_at_central(central: &Central, device_id: &str, ticket_no:
     assert_eq!(item["tare"], 14_980.0);
     assert_eq!(item["net"], 25_020.0);
     assert_eq!(item["first"]["scale_id"], "bridge-1");
-    // The single-ticket endpoint returns the same ticket.
+    // The single-ticket endpoint returns the same ticket, with its proof:
+    // both records, their hashes recomputed and linked.
     let id = item["id"].as_i64().unwrap();
-    let one = get_json(
+    let mut one = get_json(
         &http,
         &format!("{}/api/v1/weighings/{id}", central.http_url),
     )
     .await
     .unwrap();
+    let proof = one.as_object_mut().unwrap().remove("proof").unwrap();
     assert_eq!(one, item);
+    assert_eq!(proof["chain_verified"], true, "{proof}");
+    assert_eq!(proof["records"].as_array().unwrap().len(), 2, "{proof}");
 }
 
 /// Waits until the edge outbox holds nothing central has not acknowledged.
@@ -229,7 +233,7 @@ async fn the_edge_weighs_while_central_is_down_and_delivers_later() {
 
     // Exactly two tickets, each once.
     let page = get_json(
-        &reqwest::Client::new(),
+        &central.http(),
         &format!(
             "{}/api/v1/weighings?device_id=offline-box",
             central.http_url

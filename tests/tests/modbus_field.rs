@@ -79,12 +79,12 @@ async fn start_box(config: &str) -> (tempfile::TempDir, Central, Edge) {
 }
 
 async fn post(url: String, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    post_with(&reqwest::Client::new(), url, body).await
+}
+
+/// [`post`] with a given client: central's authenticated one.
+async fn post_with(http: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
+    let response = http.post(url).json(&body).send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
@@ -100,7 +100,7 @@ async fn field_values_are_polled_written_and_recorded_at_central() {
     .await
     .unwrap();
     let (_dir, central, edge) = start_box(&agent_tables(&addr.to_string())).await;
-    let http = reqwest::Client::new();
+    let http = central.http();
 
     let modbus_url = format!("{}/api/v1/modbus", edge.http_url);
     let lines = eventually("modbus values at the box", Duration::from_secs(15), || {
@@ -239,8 +239,10 @@ green = {{ kind = "modbus", device = "lights", point = "entry_green" }}
 
 /// Sends a command through central and waits until the box has reported
 /// its result; returns the finished command.
-async fn command_through_central(central_url: &str, action: Value) -> Value {
-    let (status, command) = post(
+async fn command_through_central(central: &Central, action: Value) -> Value {
+    let central_url = &central.http_url;
+    let (status, command) = post_with(
+        &central.http(),
         format!("{central_url}/api/v1/devices/field-box/commands"),
         json!({"action": action, "requested_by": "office:Ben", "ttl_ms": 60000}),
     )
@@ -251,7 +253,7 @@ async fn command_through_central(central_url: &str, action: Value) -> Value {
         "{central_url}/api/v1/commands/{}",
         command["command_id"].as_str().unwrap()
     );
-    let http = reqwest::Client::new();
+    let http = central.http();
     eventually("the command's result", Duration::from_secs(20), || {
         let (http, url) = (http.clone(), url.clone());
         async move {
@@ -271,7 +273,7 @@ async fn central_sees_live_values_and_commands_reach_the_device_but_not_the_inte
         .await
         .unwrap();
     let (_dir, central, edge) = start_box(&agent_with_interlocked_lights(&addr.to_string())).await;
-    let http = reqwest::Client::new();
+    let http = central.http();
 
     // The interlock drives the entry light over Modbus: the bridge is empty.
     let site_url = format!("{}/api/v1/site", edge.http_url);
@@ -333,7 +335,7 @@ async fn central_sees_live_values_and_commands_reach_the_device_but_not_the_inte
 
     // A command from the office switches the yard lamp on the device.
     let done = command_through_central(
-        &central.http_url,
+        &central,
         json!({"kind": "modbus_write", "device": "lights", "point": "yard_lamp", "value": true}),
     )
     .await;
@@ -342,7 +344,7 @@ async fn central_sees_live_values_and_commands_reach_the_device_but_not_the_inte
 
     // The entry light belongs to the interlock: refused from central and from the terminal.
     let refused = command_through_central(
-        &central.http_url,
+        &central,
         json!({"kind": "modbus_write", "device": "lights", "point": "entry_green", "value": false}),
     )
     .await;
@@ -363,7 +365,7 @@ async fn central_sees_live_values_and_commands_reach_the_device_but_not_the_inte
     assert_eq!(lights.coil(1), Some(true), "the entry light stayed green");
 
     let unknown = command_through_central(
-        &central.http_url,
+        &central,
         json!({"kind": "modbus_write", "device": "lights", "point": "fog_horn", "value": true}),
     )
     .await;
@@ -401,7 +403,8 @@ async fn central_sees_live_values_and_commands_reach_the_device_but_not_the_inte
         ),
     ];
     for (device, body, expected) in bad {
-        let (status, problem) = post(format!("{commands_url}/{device}/commands"), body).await;
+        let (status, problem) =
+            post_with(&http, format!("{commands_url}/{device}/commands"), body).await;
         assert_eq!(status, expected, "{problem}");
         assert!(problem["detail"].is_string(), "{problem}");
     }

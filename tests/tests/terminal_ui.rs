@@ -57,7 +57,7 @@ async fn an_operator_works_the_terminal_in_a_browser() {
     run_browser_script("terminal.mjs", &edge).await.unwrap();
 
     // What the operator did in the browser reached central.
-    let http = reqwest::Client::new();
+    let http = central.http();
     let url = format!("{}/api/v1/weighings?device_id=ui-box", central.http_url);
     let page = eventually(
         "the browser's tickets at central",

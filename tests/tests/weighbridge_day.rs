@@ -173,7 +173,7 @@ async fn a_day_offline_reaches_central_complete_once_the_line_is_back() {
     let central = Central::start(dir.path(), None, Some((http_port, mqtt_port)), &devices)
         .await
         .unwrap();
-    let http = reqwest::Client::new();
+    let http = central.http();
     let url = format!(
         "{}/api/v1/weighings?device_id=day-box&limit=50",
         central.http_url

@@ -12,25 +12,58 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use valeo_process::problem::Problem;
 
+use super::openapi::records::TseOutageSchema;
+use super::openapi::{PROBLEM_JSON, ProblemSchema};
 use super::{ApiQuery, AppState, INTERNAL_DETAIL, json_or_problem, page_limit, query};
 use crate::dsfinvk::{self, CashRegister, ClosingExport, Company, TseMaster};
-use crate::store::CashSaleFilter;
+use crate::store::{CashSaleFilter, CashSaleView, TseView};
 
-#[derive(Debug, Deserialize)]
+/// The operations of this module, for the API's document.
+#[derive(Debug, utoipa::OpenApi)]
+#[openapi(paths(list_sales, get_sale, outages, tses, tse_export, dsfinvk_export))]
+pub(super) struct FiscalApi;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SaleParams {
+    /// Only this box's sales.
+    #[param(nullable = false, example = "yard-1")]
     device_id: Option<String>,
+    /// Only this cash point's sales.
+    #[param(nullable = false, example = "KASSE-1")]
     cash_point: Option<String>,
-    /// `YYYY-MM-DD` or RFC 3339, inclusive.
+    /// `YYYY-MM-DD` or RFC 3339, inclusive; compared with `finished_at`.
+    #[param(nullable = false, example = "2026-11-01")]
     from: Option<String>,
     /// `YYYY-MM-DD` or RFC 3339, exclusive.
+    #[param(nullable = false, example = "2026-12-01")]
     to: Option<String>,
+    /// Page size.
+    #[param(nullable = false, minimum = 1, maximum = 500, default = 50)]
     limit: Option<u32>,
+    /// Sales to skip.
+    #[param(nullable = false, minimum = 0, default = 0)]
     offset: Option<u64>,
 }
 
-/// `GET /api/v1/cash-sales`: newest first, each with `verification`
-/// (`valid`, `unsigned: …` during a TSE outage, or `invalid: …`).
+/// List cash sales
+///
+/// Newest first, each with `verification`: `valid`, `unsigned: …` during a
+/// TSE outage, or `invalid: …`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/cash-sales",
+    tag = "fiscal",
+    params(SaleParams),
+    responses(
+        (status = 200, description = "Newest first.", body = Vec<CashSaleView>),
+        (status = 400, description = "A query parameter is unknown, malformed or out of bounds.",
+            body = ProblemSchema, content_type = PROBLEM_JSON),
+        (status = 500, description = "The sales could not be read.",
+            body = ProblemSchema, content_type = PROBLEM_JSON),
+    )
+)]
 pub(super) async fn list_sales(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<SaleParams>,
@@ -50,7 +83,22 @@ pub(super) async fn list_sales(
     json_or_problem(query(&state, move |store| store.cash_sales(&filter)).await)
 }
 
-/// `GET /api/v1/cash-sales/{id}`.
+/// One cash sale
+#[utoipa::path(
+    get,
+    path = "/api/v1/cash-sales/{id}",
+    tag = "fiscal",
+    params(("id" = i64, Path, description = "The sale's id.", example = 17)),
+    responses(
+        (status = 200, description = "The sale with its verification.", body = CashSaleView),
+        (status = 400, description = "The id is not an integer.",
+            body = ProblemSchema, content_type = PROBLEM_JSON),
+        (status = 404, description = "No sale with this id.",
+            body = ProblemSchema, content_type = PROBLEM_JSON),
+        (status = 500, description = "The sale could not be read.",
+            body = ProblemSchema, content_type = PROBLEM_JSON),
+    )
+)]
 pub(super) async fn get_sale(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let Ok(id) = id.parse::<i64>() else {
         return Problem::bad_request(format!("cash sale id must be an integer, got {id:?}"))
@@ -63,13 +111,32 @@ pub(super) async fn get_sale(State(state): State<AppState>, Path(id): Path<Strin
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct DeviceParams {
+    /// Only this box's outages.
+    #[param(nullable = false, example = "yard-1")]
     device_id: Option<String>,
 }
 
-/// `GET /api/v1/tse-outages?device_id=`.
+/// List TSE outages
+///
+/// The newest 1000 first, of one box or all; an outage without `ended_at`
+/// still lasts.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tse-outages",
+    tag = "fiscal",
+    params(DeviceParams),
+    responses(
+        (status = 200, description = "Newest first, at most 1000.", body = Vec<TseOutageSchema>),
+        (status = 400, description = "A query parameter is unknown or malformed.",
+            body = ProblemSchema, content_type = PROBLEM_JSON),
+        (status = 500, description = "The outages could not be read.",
+            body = ProblemSchema, content_type = PROBLEM_JSON),
+    )
+)]
 pub(super) async fn outages(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<DeviceParams>,
@@ -82,17 +149,32 @@ pub(super) async fn outages(
     )
 }
 
-/// `GET /api/v1/tses`.
+/// List TSEs
+///
+/// Every TSE a box described, by serial.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tses",
+    tag = "fiscal",
+    responses(
+        (status = 200, description = "By serial.", body = Vec<TseView>),
+        (status = 500, description = "The TSEs could not be read.",
+            body = ProblemSchema, content_type = PROBLEM_JSON),
+    )
+)]
 pub(super) async fn tses(State(state): State<AppState>) -> Response {
     json_or_problem(query(&state, |store| store.tses()).await)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RangeParams {
-    /// First business day, `YYYY-MM-DD`.
+    /// First day, `YYYY-MM-DD`.
+    #[param(format = Date, example = "2026-11-01")]
     from: String,
-    /// Last business day, `YYYY-MM-DD`, inclusive.
+    /// Last day, `YYYY-MM-DD`, inclusive; at most ten years after `from`.
+    #[param(format = Date, example = "2026-11-30")]
     to: String,
 }
 
@@ -112,9 +194,32 @@ fn days(params: &RangeParams) -> Result<(NaiveDate, NaiveDate), Problem> {
     Ok((from, to))
 }
 
-/// `GET /api/v1/tses/{serial}/export?from=&to=`: the TAR export of the
-/// TSE's log messages in those days (UTC), with its certificate and
-/// `info.csv`.
+/// TSE export (TAR)
+///
+/// The TR-03151 TAR export of the TSE's log messages with a log time in
+/// those days (UTC), with its certificate and `info.csv`: only messages of
+/// sales whose signatures checked out.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tses/{serial}/export",
+    tag = "fiscal",
+    params(
+        ("serial" = String, Path, description = "The TSE's serial (hex of the SHA-256 of its public key).",
+            example = "5a2f0f5d0c1e8c3b6f5e2b1a0d9c8b7a6f5e4d3c2b1a09f8e7d6c5b4a3928170"),
+        RangeParams,
+    ),
+    responses(
+        (status = 200, description = "The TAR file.", content_type = "application/x-tar",
+            headers(("Content-Disposition" = String,
+                description = "`attachment; filename=\"Export_<serial>_<from>_<to>.tar\"`"))),
+        (status = 400, description = "`from` or `to` is missing or not a date, `to` is before `from`, or the range is longer than ten years.",
+            body = ProblemSchema, content_type = PROBLEM_JSON),
+        (status = 404, description = "No TSE with this serial.",
+            body = ProblemSchema, content_type = PROBLEM_JSON),
+        (status = 500, description = "The export could not be written.",
+            body = ProblemSchema, content_type = PROBLEM_JSON),
+    )
+)]
 pub(super) async fn tse_export(
     State(state): State<AppState>,
     Path(serial): Path<String>,
@@ -177,18 +282,48 @@ pub(super) async fn tse_export(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct DsfinvkParams {
+    /// The cash point (KASSE_SERIENNR).
+    #[param(example = "KASSE-1")]
     cash_point: String,
-    /// Needed when two boxes use the same cash point name.
+    /// The box; needed when two boxes use the same cash point name.
+    #[param(nullable = false, example = "yard-1")]
     device_id: Option<String>,
+    /// First business day, `YYYY-MM-DD`.
+    #[param(format = Date, example = "2026-11-01")]
     from: String,
+    /// Last business day, `YYYY-MM-DD`, inclusive; at most ten years after `from`.
+    #[param(format = Date, example = "2026-11-30")]
     to: String,
 }
 
-/// `GET /api/v1/dsfinvk?cash_point=&from=&to=`: the DSFinV-K export (ZIP)
-/// of every closing of the cash point whose business day is in the range.
+/// DSFinV-K export (ZIP)
+///
+/// The DSFinV-K export (index.xml and the CSV files) of every closing of
+/// the cash point whose business day is in the range, with the trader data
+/// of central's `[fiscal]` configuration.
+#[utoipa::path(
+    get,
+    path = "/api/v1/dsfinvk",
+    tag = "fiscal",
+    params(DsfinvkParams),
+    responses(
+        (status = 200, description = "The ZIP file.", content_type = "application/zip",
+            headers(("Content-Disposition" = String,
+                description = "`attachment; filename=\"DSFinV-K_<cash point>_<from>_<to>.zip\"`"))),
+        (status = 400, description = "A parameter is missing, unknown or not a date, `to` is before `from`, or the range is longer than ten years.",
+            body = ProblemSchema, content_type = PROBLEM_JSON),
+        (status = 404, description = "The cash point has no closing in the range.",
+            body = ProblemSchema, content_type = PROBLEM_JSON),
+        (status = 409, description = "Central has no `[fiscal]` section, or several boxes use the cash point and `device_id` is missing.",
+            body = ProblemSchema, content_type = PROBLEM_JSON),
+        (status = 500, description = "The export could not be written.",
+            body = ProblemSchema, content_type = PROBLEM_JSON),
+    )
+)]
 pub(super) async fn dsfinvk_export(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<DsfinvkParams>,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -21,10 +21,15 @@ use valeo_process::problem::Problem;
 use valeo_sync::receiver::{DevicePublisher, ReceiverCounters};
 
 use crate::live::LiveValues;
-use crate::store::{PutMasterDataError, Store, WeighingFilter, WeighingStatus};
+use crate::store::{PutMasterDataError, Store};
 
+pub mod auth;
+pub mod business;
+pub mod devices;
+pub mod events;
 pub mod field;
 mod fiscal;
+pub mod openapi;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -41,6 +46,12 @@ pub struct AppState {
     pub backup_dir: Arc<std::path::PathBuf>,
     /// Request latencies for `/metrics`.
     pub requests: crate::observe::RequestStats,
+    /// Authentication: signing key, login limiter, settings.
+    pub auth: crate::auth::AuthState,
+    /// Wakes the webhook dispatcher; the `[events]` settings.
+    pub events: crate::events::EventsHandle,
+    /// The boxes' online status.
+    pub device_statuses: crate::device_status::DeviceStatuses,
     pub version: &'static str,
 }
 
@@ -56,10 +67,13 @@ pub fn app(state: AppState, request_timeout_ms: u64) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .route("/api/v1/devices", get(list_devices))
+        .merge(crate::ui::routes())
+        .merge(openapi::routes())
+        .merge(devices::routes())
         .route("/api/v1/dead-letters", get(list_dead_letters))
-        .route("/api/v1/weighings", get(list_weighings))
-        .route("/api/v1/weighings/{id}", get(get_weighing))
+        .merge(business::routes())
+        .merge(auth::routes())
+        .merge(events::routes())
         .route("/api/v1/field-values", get(list_field_values))
         .route("/api/v1/live-values", get(field::list_live_values))
         .route(
@@ -88,6 +102,10 @@ pub fn app(state: AppState, request_timeout_ms: u64) -> Router {
             state.requests.clone(),
             crate::observe::track,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::middleware::authenticate,
+        ))
         .with_state(state)
 }
 
@@ -115,7 +133,8 @@ fn json_or_problem<T: Serialize>(result: Result<T, Problem>) -> Response {
 }
 
 /// `Query` whose rejection is a problem document naming the parameter.
-struct ApiQuery<T>(T);
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
 
 impl<T, S> FromRequestParts<S> for ApiQuery<T>
 where
@@ -132,12 +151,15 @@ where
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Health {
+    /// `ok`, or `degraded` when the database or the broker fails.
     status: &'static str,
     version: &'static str,
     database: &'static str,
     broker_connected: bool,
+    /// Ingest counters of the MQTT receiver.
+    #[schema(value_type = Object)]
     receiver: valeo_sync::receiver::ReceiverStats,
     /// Dead letters kept, by reason.
     dead_letters: std::collections::BTreeMap<String, u64>,
@@ -148,13 +170,19 @@ struct Health {
     live_values: LiveCounts,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct LiveCounts {
     held: usize,
     dropped: u64,
     malformed: u64,
 }
 
+/// Whether central works: database, broker, devices, resources.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses(
+        (status = 200, description = "Healthy", body = Health),
+        (status = 503, description = "Degraded: the database or the broker fails", body = Health),
+    ))]
 async fn health(State(state): State<AppState>) -> Response {
     let checked = query(&state, |store| {
         Ok((store.ping()?, store.devices()?, store.dead_letter_counts()?))
@@ -192,7 +220,10 @@ async fn health(State(state): State<AppState>) -> Response {
     (code, Json(body)).into_response()
 }
 
-/// Prometheus metrics: ingest counters, dead letters by reason, device chains.
+/// Prometheus metrics: ingest counters, dead letters by reason, device
+/// chains and presence, request latencies, resources.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> Response {
     use valeo_process::metrics::{CONTENT_TYPE, Exposition};
     let read = query(&state, |store| {
@@ -292,6 +323,17 @@ async fn metrics(State(state): State<AppState>) -> Response {
         "Registered devices.",
         devices.len() as f64,
     );
+    let presence = state.device_statuses.counts();
+    m.gauge(
+        "valeo_central_devices_online",
+        "Registered devices whose last status says online.",
+        presence.online as f64,
+    )
+    .gauge(
+        "valeo_central_devices_offline",
+        "Registered devices whose last status says offline.",
+        presence.offline as f64,
+    );
     state.requests.expose(&mut m);
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], m.finish()).into_response()
 }
@@ -308,16 +350,21 @@ fn page_limit(limit: Option<u32>) -> Result<u32, Problem> {
     }
 }
 
-async fn list_devices(State(state): State<AppState>) -> Response {
-    json_or_problem(query(&state, Store::devices).await)
-}
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct DeadLetterParams {
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 
+/// The newest messages central could not use, with the reason.
+#[utoipa::path(get, path = "/api/v1/dead-letters", tag = "operations", params(DeadLetterParams),
+    responses(
+        (status = 200, description = "Newest first", body = Vec<crate::store::DeadLetterView>),
+        (status = 400, description = "A parameter is wrong", body = crate::api::auth::ProblemSchema, content_type = "application/problem+json"),
+    ))]
 async fn list_dead_letters(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<DeadLetterParams>,
@@ -329,56 +376,14 @@ async fn list_dead_letters(
     json_or_problem(query(&state, move |store| store.dead_letters(limit)).await)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListParams {
-    limit: Option<u32>,
-    offset: Option<u64>,
-    device_id: Option<String>,
-    status: Option<WeighingStatus>,
-    plate: Option<String>,
-}
-
-async fn list_weighings(
-    State(state): State<AppState>,
-    ApiQuery(params): ApiQuery<ListParams>,
-) -> Response {
-    let limit = match page_limit(params.limit) {
-        Ok(limit) => limit,
-        Err(problem) => return problem.into_response(),
-    };
-    let offset = params.offset.unwrap_or(0);
-    if offset > i64::MAX as u64 {
-        return Problem::bad_request("offset is too large").into_response();
-    }
-    let filter = WeighingFilter {
-        device_id: params.device_id,
-        status: params.status,
-        plate: params.plate,
-        limit,
-        offset,
-    };
-    json_or_problem(query(&state, move |store| store.list_weighings(&filter)).await)
-}
-
-async fn get_weighing(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let Ok(id) = id.parse::<i64>() else {
-        return Problem::bad_request(format!("weighing id must be an integer, got {id:?}"))
-            .into_response();
-    };
-    match query(&state, move |store| store.get_weighing(id)).await {
-        Ok(Some(weighing)) => Json(weighing).into_response(),
-        Ok(None) => Problem::not_found(format!("no weighing with id {id}")).into_response(),
-        Err(problem) => problem.into_response(),
-    }
-}
-
 /// The ETag of a master-data version.
 fn etag(version: u64) -> String {
     format!("\"{version}\"")
 }
 
-/// `GET /api/v1/backups`: the backups, newest first.
+/// The backups, newest first.
+#[utoipa::path(get, path = "/api/v1/backups", tag = "operations",
+    responses((status = 200, description = "The backups", body = Vec<crate::backup::BackupFile>)))]
 async fn list_backups(State(state): State<AppState>) -> Response {
     let dir = Arc::clone(&state.backup_dir);
     match tokio::task::spawn_blocking(move || crate::backup::list(&dir)).await {
@@ -388,8 +393,10 @@ async fn list_backups(State(state): State<AppState>) -> Response {
     }
 }
 
-/// `POST /api/v1/backups`: an online backup of the database (201 with the
-/// file); the oldest beyond `backup::MAX_BACKUPS` are deleted.
+/// An online backup of the database (201 with the file); the oldest
+/// beyond `backup::MAX_BACKUPS` are deleted.
+#[utoipa::path(post, path = "/api/v1/backups", tag = "operations",
+    responses((status = 201, description = "Written", body = crate::backup::BackupFile)))]
 async fn create_backup(State(state): State<AppState>) -> Response {
     let (store, dir) = (state.store.clone(), Arc::clone(&state.backup_dir));
     match tokio::task::spawn_blocking(move || crate::backup::create(&store, &dir)).await {
@@ -399,8 +406,12 @@ async fn create_backup(State(state): State<AppState>) -> Response {
     }
 }
 
-/// `GET /api/v1/master-data`: the document the boxes get, with its version
-/// as ETag.
+/// The master-data document the boxes get, with its version as ETag.
+#[utoipa::path(get, path = "/api/v1/master-data", tag = "master-data",
+    responses(
+        (status = 200, description = "The document", body = Object, headers(("ETag" = String))),
+        (status = 404, description = "None stored yet", body = crate::api::auth::ProblemSchema, content_type = "application/problem+json"),
+    ))]
 async fn get_master_data(State(state): State<AppState>) -> Response {
     match query(&state, Store::master_data).await {
         Ok(Some(data)) => ([(header::ETAG, etag(data.version))], Json(data)).into_response(),
@@ -409,11 +420,23 @@ async fn get_master_data(State(state): State<AppState>) -> Response {
     }
 }
 
-/// `PUT /api/v1/master-data`: replaces the whole document (the version is
-/// assigned here) and publishes it to every box. `If-Match` with the ETag
-/// read before makes the update safe against a concurrent one (412).
+/// Replaces partners, articles, vehicles, locations, lots and contracts
+/// with those of a whole document (a bulk import; the version is assigned
+/// here) and publishes it to every box. `If-Match` with the ETag read
+/// before makes the update safe against a concurrent one (412).
+#[utoipa::path(put, path = "/api/v1/master-data", tag = "master-data",
+    request_body(content = Object, example = json!({"partners": [{"id": "P-100", "name": "Hof Meyer", "roles": ["supplier"]}],
+        "articles": [{"id": "A-WHEAT", "name": "Weizen"}]})),
+    params(("If-Match" = Option<String>, Header, description = "The ETag read before")),
+    responses(
+        (status = 200, description = "Stored and published", body = Object, headers(("ETag" = String))),
+        (status = 400, description = "Not JSON, or a malformed If-Match", body = crate::api::auth::ProblemSchema, content_type = "application/problem+json"),
+        (status = 412, description = "Changed meanwhile", body = crate::api::auth::ProblemSchema, content_type = "application/problem+json"),
+        (status = 422, description = "Not valid master data; the detail names the field", body = crate::api::auth::ProblemSchema, content_type = "application/problem+json"),
+    ))]
 async fn put_master_data(
     State(state): State<AppState>,
+    business::Actor(actor): business::Actor,
     headers: axum::http::HeaderMap,
     body: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
@@ -436,7 +459,7 @@ async fn put_master_data(
     };
     let store = state.store.clone();
     let put =
-        tokio::task::spawn_blocking(move || store.put_master_data(document, if_version)).await;
+        tokio::task::spawn_blocking(move || store.put_master_data(document, if_version, &actor)).await;
     let data = match put {
         Ok(Ok(data)) => data,
         Ok(Err(PutMasterDataError::VersionMismatch { current })) => {
@@ -461,14 +484,17 @@ async fn put_master_data(
     ([(header::ETAG, etag(data.version))], Json(data)).into_response()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct FieldValueParams {
     device_id: Option<String>,
 }
 
-/// `GET /api/v1/field-values?device_id=`: the latest recorded value of each
-/// field-device point (Modbus points marked `record`), per box.
+/// The latest recorded value of each field-device point (Modbus points
+/// marked `record`), per box.
+#[utoipa::path(get, path = "/api/v1/field-values", tag = "field", params(FieldValueParams),
+    responses((status = 200, description = "The values", body = Vec<crate::store::FieldValueView>)))]
 async fn list_field_values(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<FieldValueParams>,
@@ -480,3 +506,20 @@ async fn list_field_values(
         .await,
     )
 }
+
+/// The OpenAPI part of the handlers above and of the fleet view.
+#[derive(Debug, utoipa::OpenApi)]
+#[openapi(
+    paths(
+        health, metrics, list_dead_letters, list_backups, create_backup, get_master_data,
+        put_master_data, list_field_values, devices::list_devices, devices::assign_site,
+    ),
+    components(schemas(Health, LiveCounts, devices::DeviceOverview, devices::DevicePatch)),
+    tags(
+        (name = "operations", description = "Health, metrics, dead letters and backups"),
+        (name = "master-data", description = "The whole master-data document the boxes get"),
+        (name = "devices", description = "The edge boxes: presence, version, backlog, alarms, site"),
+        (name = "field", description = "Field devices: recorded and live values, commands"),
+    )
+)]
+pub struct CoreApi;

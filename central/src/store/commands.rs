@@ -14,22 +14,49 @@ use valeo_sync::wire::Record;
 use super::{Store, StoreError};
 
 /// A command and what became of it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "command_id": "3f2a9c0d4b5e6f708192a3b4c5d6e7f8",
+    "device_id": "yard-1",
+    "action": {"kind": "modbus_write", "device": "silo-1", "point": "fill_valve", "value": true},
+    "requested_by": "anna@office",
+    "requested_at": "2026-11-29T08:00:00.000Z",
+    "expires_at": "2026-11-29T08:01:00.000Z",
+    "status": "done",
+    "overdue": false,
+    "error": null,
+    "finished_at": "2026-11-29T08:00:01.250Z"
+}))]
 pub struct CommandView {
     pub command_id: String,
     pub device_id: String,
+    #[schema(value_type = crate::api::openapi::records::CommandActionSchema)]
     pub action: CommandAction,
     pub requested_by: String,
+    /// RFC 3339.
     pub requested_at: String,
+    /// RFC 3339; a box that gets the command later refuses it as expired.
     pub expires_at: String,
     /// `pending` until the box's result arrives, then `done`, `failed`,
     /// `refused` or `expired`.
+    #[schema(schema_with = status_schema)]
     pub status: String,
     /// Still pending after `expires_at`: the box did not answer in time (it
     /// may be offline; if it gets the command later it refuses it as expired).
     pub overdue: bool,
+    /// Why it failed or was refused.
     pub error: Option<String>,
+    /// RFC 3339, when the box finished with it.
     pub finished_at: Option<String>,
+}
+
+/// The schema of [`CommandView::status`]: the outcomes a box reports, and
+/// `pending` before it does.
+fn status_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["pending", "done", "failed", "refused", "expired"]))
+        .build()
 }
 
 /// Why a command was not stored.

@@ -365,14 +365,33 @@ pub fn verify_sale(sale: &CashSale) -> (String, Vec<LogMessage>) {
 }
 
 /// A cash sale as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "id": 17,
+    "device_id": "yard-1",
+    "verification": "valid",
+    "tse_certified": false,
+    "sale": {
+        "cash_point": "KASSE-1", "receipt_no": 42, "receipt_type": "Beleg",
+        "started_at": "2026-11-29T08:10:00Z", "finished_at": "2026-11-29T08:10:30Z",
+        "operator": "Anna",
+        "lines": [{"text": "Weizensaat", "quantity_milli": 25000, "unit": "kg",
+                   "unit_price_cents": 120, "gross_cents": 3000, "vat_key": 2}],
+        "payments": [{"type": "Bar", "amount_cents": 3000}],
+        "process_type": "Kassenbeleg-V1",
+        "process_data": "Beleg^0.00_30.00_0.00_0.00_0.00^30.00:Bar"
+    }
+}))]
 pub struct CashSaleView {
     pub id: i64,
     pub device_id: String,
+    /// `valid`, `unsigned: …` (the TSE failed; the receipt says so) or
+    /// `invalid: …` with the reason the check failed.
     pub verification: String,
     /// Whether the signing TSE is certified, as its box described it (the
     /// software TSE is not); `None` for an unsigned sale or an unknown TSE.
     pub tse_certified: Option<bool>,
+    #[schema(value_type = crate::api::openapi::records::CashSaleSchema)]
     pub sale: CashSale,
 }
 
@@ -406,11 +425,12 @@ fn sale_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<CashSaleView> {
     })
 }
 
-/// A TSE as central knows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A TSE as central knows it: the box that uses it and its description.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TseView {
     pub device_id: String,
     #[serde(flatten)]
+    #[schema(value_type = crate::api::openapi::records::TseDescriptionSchema)]
     pub description: TseDescription,
 }
 

@@ -19,8 +19,27 @@
 
 pub mod auth;
 mod commands;
+mod delivery_notes;
 pub mod events;
 mod fiscal;
+mod master;
+mod reports;
+mod stock;
+mod weighings;
+
+pub use delivery_notes::{
+    CancelDeliveryNote, DeliveryNote, MAX_REMARK_CHARS, NewDeliveryNote, NoteError, NoteFilter,
+};
+pub use master::MasterError;
+pub use reports::{GroupBy, MAX_REPORT_ROWS, Report, ReportRow, ReportTotal};
+pub use stock::{
+    CorrectionError, MAX_CORRECTION_KG, MovementFilter, Named, NewCorrection, StockLevel,
+    StockMovement,
+};
+pub use weighings::{
+    NoteRef, Proof, ProofRecord, Sort, StepView, SyntheticTickets, WeighingDetail, WeighingFilter,
+    WeighingPage, WeighingStatus, WeighingView,
+};
 
 pub use commands::{CommandView, NewCommandError};
 pub use fiscal::{CashSaleFilter, CashSaleView, TseView, verify_sale};
@@ -33,8 +52,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use valeo_records::command::KIND_COMMAND_RESULT;
 use valeo_records::master_data::MasterData;
-use valeo_records::ticket::{CancellationInfo, QualityEntry, TareSource};
-use valeo_records::{FieldValue, KIND_MODBUS_VALUE, Ref, Ticket, TicketEvent};
+use valeo_records::{FieldValue, KIND_MODBUS_VALUE, Ref, Ticket, TicketEvent, TicketState};
 use valeo_sync::outbox::open_durable;
 use valeo_sync::receiver::{BatchSink, CommitOutcome, DeadLetter, RejectReason, SinkError};
 use valeo_sync::wire::{Batch, GENESIS_HASH, Record};
@@ -60,6 +78,9 @@ pub enum StoreError {
     },
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A stored row that this release cannot read.
+    #[error("database content: {0}")]
+    Corrupt(String),
 }
 
 /// Handle to the database; cheap to clone.
@@ -81,6 +102,7 @@ CREATE TABLE IF NOT EXISTS records (
     hash TEXT NOT NULL,
     received_at TEXT NOT NULL,
     materialize_error TEXT,
+    ticket_no INTEGER,
     PRIMARY KEY (device_id, epoch, seq)
 );
 CREATE TABLE IF NOT EXISTS chains (
@@ -115,6 +137,13 @@ CREATE TABLE IF NOT EXISTS weighings (
     second_record_seq INTEGER,
     epoch TEXT NOT NULL,
     ticket TEXT,
+    site_id TEXT,
+    partner_id TEXT,
+    article_id TEXT,
+    lot_id TEXT,
+    location_id TEXT,
+    contract_id TEXT,
+    net_kg REAL,
     UNIQUE (device_id, ticket_no)
 );
 CREATE INDEX IF NOT EXISTS weighings_by_time ON weighings (first_weighed_at);
@@ -125,7 +154,8 @@ CREATE TABLE IF NOT EXISTS devices (
     last_batch_at TEXT,
     gap_expected_seq INTEGER,
     gap_seen_at TEXT,
-    gaps_total INTEGER NOT NULL DEFAULT 0
+    gaps_total INTEGER NOT NULL DEFAULT 0,
+    site_id TEXT
 );
 CREATE TABLE IF NOT EXISTS field_values (
     device_id TEXT NOT NULL,
@@ -187,6 +217,9 @@ impl Store {
         writer.execute_batch(fiscal::SCHEMA)?;
         writer.execute_batch(auth::SCHEMA)?;
         writer.execute_batch(events::SCHEMA)?;
+        writer.execute_batch(master::SCHEMA)?;
+        writer.execute_batch(stock::SCHEMA)?;
+        writer.execute_batch(delivery_notes::SCHEMA)?;
         let reader = open()?;
         let store = Store {
             writer: Arc::new(Mutex::new(writer)),
@@ -196,10 +229,100 @@ impl Store {
         Ok(store)
     }
 
-    /// Brings a database of an earlier release up to date. Databases from
-    /// before the full ticket was kept get their tickets rebuilt from the
-    /// raw records.
+    /// Brings a database of an earlier release up to date.
     fn migrate(&self) -> Result<(), StoreError> {
+        self.add_business_columns()?;
+        self.migrate_ticket_column()?;
+        self.migrate_master_entities()?;
+        self.writer().execute_batch(weighings::WEIGHING_INDEXES)?;
+        Ok(())
+    }
+
+    /// Databases from before the business API lack the columns tickets are
+    /// filtered by; they are added and filled from the stored tickets.
+    fn add_business_columns(&self) -> Result<(), StoreError> {
+        let mut conn = self.writer();
+        let has = |conn: &Connection, table: &str, column: &str| -> rusqlite::Result<bool> {
+            conn.query_row(
+                "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                params![table, column],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            )
+        };
+        if !has(&conn, "devices", "site_id")? {
+            conn.execute_batch("ALTER TABLE devices ADD COLUMN site_id TEXT;")?;
+        }
+        if !has(&conn, "records", "ticket_no")? {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute_batch("ALTER TABLE records ADD COLUMN ticket_no INTEGER;")?;
+            let keys: Vec<(i64, String, String)> = {
+                let mut stmt = tx.prepare("SELECT rowid, kind, payload FROM records")?;
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<Result<_, _>>()?
+            };
+            for (rowid, kind, payload) in keys {
+                let payload = serde_json::from_str(&payload).unwrap_or_default();
+                if let Some(no) = ticket_no_of(&kind, &payload) {
+                    tx.execute(
+                        "UPDATE records SET ticket_no = ?2 WHERE rowid = ?1",
+                        params![rowid, no],
+                    )?;
+                }
+            }
+            tx.commit()?;
+        }
+        if has(&conn, "weighings", "net_kg")? {
+            return Ok(());
+        }
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for column in [
+            "site_id TEXT",
+            "partner_id TEXT",
+            "article_id TEXT",
+            "lot_id TEXT",
+            "location_id TEXT",
+            "contract_id TEXT",
+            "net_kg REAL",
+        ] {
+            tx.execute_batch(&format!("ALTER TABLE weighings ADD COLUMN {column};"))?;
+        }
+        if has(&tx, "weighings", "ticket")? {
+            let tickets: Vec<(i64, String)> = {
+                let mut stmt =
+                    tx.prepare("SELECT id, ticket FROM weighings WHERE ticket IS NOT NULL")?;
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?
+            };
+            for (id, text) in tickets {
+                if let Ok(ticket) = serde_json::from_str::<Ticket>(&text) {
+                    let c = TicketColumns::of(&ticket);
+                    tx.execute(
+                        "UPDATE weighings SET partner_id = ?2, article_id = ?3, lot_id = ?4,
+                             location_id = ?5, contract_id = ?6, net_kg = ?7 WHERE id = ?1",
+                        params![
+                            id,
+                            c.partner_id,
+                            c.article_id,
+                            c.lot_id,
+                            c.location_id,
+                            c.contract_id,
+                            c.net_kg
+                        ],
+                    )?;
+                    // Stock starts with what was delivered before it was kept.
+                    if ticket.state == TicketState::Complete {
+                        stock::book_weighing(&tx, id, &ticket)?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Databases from before the full ticket was kept get their tickets
+    /// rebuilt from the raw records.
+    fn migrate_ticket_column(&self) -> Result<(), StoreError> {
         let mut conn = self.writer();
         let has_ticket: bool = conn.query_row(
             "SELECT COUNT(*) FROM pragma_table_info('weighings') WHERE name = 'ticket'",
@@ -232,7 +355,7 @@ impl Store {
             rows.collect::<Result<Vec<_>, _>>()?
         };
         for record in &records {
-            let error = materialize(&tx, record).err();
+            let error = materialize(&tx, record, Replay::Rebuild).err();
             tx.execute(
                 "UPDATE records SET materialize_error = ?4
                  WHERE device_id = ?1 AND epoch = ?2 AND seq = ?3",
@@ -277,52 +400,6 @@ impl Store {
             })
             .optional()?;
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
-    }
-
-    /// Replaces the master data with `document` (its `version` is ignored)
-    /// and returns it with the new version, one above the stored one. With
-    /// `if_version`, only when that is still the stored version.
-    pub fn put_master_data(
-        &self,
-        mut document: serde_json::Value,
-        if_version: Option<u64>,
-    ) -> Result<MasterData, PutMasterDataError> {
-        let mut conn = self.writer();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
-        let current: u64 = tx
-            .query_row(
-                "SELECT COALESCE(MAX(version), 0) FROM master_data",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(StoreError::from)? as u64;
-        if let Some(expected) = if_version
-            && expected != current
-        {
-            return Err(PutMasterDataError::VersionMismatch { current });
-        }
-        let version = current + 1;
-        let Some(object) = document.as_object_mut() else {
-            return Err(PutMasterDataError::Invalid(
-                "master data must be a JSON object".into(),
-            ));
-        };
-        object.insert("version".into(), version.into());
-        let text = document.to_string();
-        let data = MasterData::decode(text.as_bytes())
-            .map_err(|e| PutMasterDataError::Invalid(e.to_string()))?;
-        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-        tx.execute(
-            "INSERT INTO master_data (id, version, updated_at, document) VALUES (1, ?1, ?2, ?3)
-             ON CONFLICT (id) DO UPDATE SET version = excluded.version,
-                 updated_at = excluded.updated_at, document = excluded.document",
-            params![version as i64, now, text],
-        )
-        .map_err(StoreError::from)?;
-        tx.commit().map_err(StoreError::from)?;
-        Ok(data)
     }
 
     fn writer(&self) -> MutexGuard<'_, Connection> {
@@ -408,13 +485,13 @@ impl Store {
                     ),
                 ));
             }
-            let materialize_error = materialize(&tx, record).err();
+            let materialize_error = materialize(&tx, record, Replay::Live).err();
             if let Some(reason) = &materialize_error {
                 tracing::warn!(device_id = %record.device_id, seq = record.seq, %reason, "record stored but not materialised");
             }
             tx.execute(
-                "INSERT INTO records (device_id, epoch, seq, kind, created_at, payload, prev_hash, hash, received_at, materialize_error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO records (device_id, epoch, seq, kind, created_at, payload, prev_hash, hash, received_at, materialize_error, ticket_no)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     record.device_id,
                     record.epoch,
@@ -425,7 +502,8 @@ impl Store {
                     record.prev_hash,
                     record.hash,
                     now,
-                    materialize_error
+                    materialize_error,
+                    ticket_no_of(&record.kind, &record.payload)
                 ],
             )
             .map_err(storage)?;
@@ -533,7 +611,8 @@ impl Store {
         let mut stmt = conn.prepare(
             "SELECT d.device_id, d.public_key, d.last_batch_at, d.gap_expected_seq, d.gap_seen_at, d.gaps_total,
                     (SELECT c.epoch FROM chains c WHERE c.device_id = d.device_id ORDER BY c.updated_at DESC LIMIT 1),
-                    (SELECT c.head_seq FROM chains c WHERE c.device_id = d.device_id ORDER BY c.updated_at DESC LIMIT 1)
+                    (SELECT c.head_seq FROM chains c WHERE c.device_id = d.device_id ORDER BY c.updated_at DESC LIMIT 1),
+                    d.site_id
              FROM devices d ORDER BY d.device_id",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -546,67 +625,47 @@ impl Store {
                 gaps_total: r.get::<_, i64>(5)? as u64,
                 epoch: r.get(6)?,
                 head_seq: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+                site_id: r.get(8)?,
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    /// One page of weighings, newest first.
-    pub fn list_weighings(&self, filter: &WeighingFilter) -> Result<WeighingPage, StoreError> {
-        let conn = self.reader();
-        let mut clauses = Vec::new();
-        let mut values: Vec<rusqlite::types::Value> = Vec::new();
-        if let Some(device_id) = &filter.device_id {
-            clauses.push("device_id = ?");
-            values.push(device_id.clone().into());
+    /// Assigns a device to a site (or none). Its tickets without a site get
+    /// this one; tickets already assigned keep theirs, history stays true.
+    /// `Ok(false)`: no such device.
+    pub fn set_device_site(
+        &self,
+        device_id: &str,
+        site_id: Option<&str>,
+    ) -> Result<bool, MasterError> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(site) = site_id {
+            let known: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM master_entities WHERE kind = 'sites' AND id = ?1",
+                [site],
+                |r| r.get(0),
+            )?;
+            if known == 0 {
+                return Err(MasterError::Invalid(format!(
+                    "site_id: no site {site:?} in the master data"
+                )));
+            }
         }
-        if let Some(status) = &filter.status {
-            clauses.push("status = ?");
-            values.push(status.as_str().to_owned().into());
-        }
-        if let Some(plate) = &filter.plate {
-            clauses.push("plate = ?");
-            values.push(plate.clone().into());
-        }
-        let where_sql = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", clauses.join(" AND "))
-        };
-        let total: i64 = conn.query_row(
-            &format!("SELECT COUNT(*) FROM weighings {where_sql}"),
-            rusqlite::params_from_iter(values.iter()),
-            |r| r.get(0),
+        let changed = tx.execute(
+            "UPDATE devices SET site_id = ?2 WHERE device_id = ?1",
+            params![device_id, site_id],
         )?;
-        let mut page_values = values.clone();
-        page_values.push(i64::from(filter.limit).into());
-        page_values.push((filter.offset as i64).into());
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {WEIGHING_COLUMNS} FROM weighings {where_sql} ORDER BY id DESC LIMIT ? OFFSET ?"
-        ))?;
-        let items = stmt
-            .query_map(
-                rusqlite::params_from_iter(page_values.iter()),
-                weighing_from_row,
-            )?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(WeighingPage {
-            items,
-            total: total as u64,
-            limit: filter.limit,
-            offset: filter.offset,
-        })
-    }
-
-    pub fn get_weighing(&self, id: i64) -> Result<Option<WeighingView>, StoreError> {
-        let conn = self.reader();
-        Ok(conn
-            .query_row(
-                &format!("SELECT {WEIGHING_COLUMNS} FROM weighings WHERE id = ?1"),
-                params![id],
-                weighing_from_row,
-            )
-            .optional()?)
+        if changed == 0 {
+            return Ok(false);
+        }
+        tx.execute(
+            "UPDATE weighings SET site_id = ?2 WHERE device_id = ?1 AND site_id IS NULL",
+            params![device_id, site_id],
+        )?;
+        tx.commit()?;
+        Ok(true)
     }
 
     /// Cheap liveness check of the database.
@@ -654,7 +713,7 @@ impl BatchSink for Store {
 }
 
 /// A dead letter as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeadLetterView {
     pub id: i64,
     pub received_at: String,
@@ -666,7 +725,7 @@ pub struct DeadLetterView {
 }
 
 /// A registered device and where its chain stands.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeviceView {
     pub device_id: String,
     pub public_key: String,
@@ -677,12 +736,28 @@ pub struct DeviceView {
     pub gap_expected_seq: Option<u64>,
     pub gap_seen_at: Option<String>,
     pub gaps_total: u64,
+    /// The site the device stands at, when assigned.
+    pub site_id: Option<String>,
 }
 
 /// Applies one record to the business tables through the ticket state
 /// machine. An error here means the record is valid on the wire but not
 /// understood or not a possible step; the caller keeps it raw.
-fn materialize(tx: &rusqlite::Transaction<'_>, record: &Record) -> Result<(), String> {
+/// Whether a record arrives now or is replayed to rebuild tickets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// Just received: its consequences are news (integration events).
+    Live,
+    /// Replayed from the stored records by a migration: stock is booked,
+    /// but no integration event repeats old news.
+    Rebuild,
+}
+
+fn materialize(
+    tx: &rusqlite::Transaction<'_>,
+    record: &Record,
+    replay: Replay,
+) -> Result<(), String> {
     if record.kind == KIND_MODBUS_VALUE {
         return field_value(tx, record);
     }
@@ -712,7 +787,89 @@ fn materialize(tx: &rusqlite::Transaction<'_>, record: &Record) -> Result<(), St
     let ticket =
         Ticket::apply(current.as_ref(), &record.device_id, &event).map_err(|e| e.to_string())?;
     let completes = matches!(event, TicketEvent::Second(_) | TicketEvent::StoredTare(_));
-    upsert_ticket(tx, record, &ticket, completes).map_err(|e| e.to_string())
+    let before = current.as_ref().map(|t| t.state);
+    let id = upsert_ticket(tx, record, &ticket, completes).map_err(|e| e.to_string())?;
+    on_transition(tx, id, before, &ticket, replay).map_err(|e| e.to_string())
+}
+
+/// What follows from a ticket changing state: stock bookings and the
+/// integration events, in the transaction that stores the change.
+fn on_transition(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    before: Option<TicketState>,
+    ticket: &Ticket,
+    replay: Replay,
+) -> rusqlite::Result<()> {
+    if before == Some(ticket.state) {
+        return Ok(());
+    }
+    let enqueue = |kind: &str, data: serde_json::Value| {
+        if replay == Replay::Live {
+            events::enqueue(tx, kind, &id.to_string(), &data)
+        } else {
+            Ok(())
+        }
+    };
+    let net_kg = ticket.net.map(|n| n.to_kg_f64());
+    match ticket.state {
+        TicketState::Complete => {
+            stock::book_weighing(tx, id, ticket)?;
+            enqueue(
+                "weighing.completed",
+                serde_json::json!({
+                    "weighing_id": id, "device_id": ticket.device_id, "ticket_no": ticket.ticket_no,
+                    "plate": ticket.plate, "direction": direction_str(ticket.direction),
+                    "net_kg": net_kg, "legal_for_trade": ticket.legal_for_trade,
+                    "partner": ticket.partner, "article": ticket.article, "lot": ticket.lot,
+                    "location": ticket.location, "contract_id": ticket.contract_id,
+                    "weighed_at": ticket.second.as_ref().map_or(&ticket.first.weighed_at, |s| &s.weighed_at),
+                }),
+            )
+        }
+        TicketState::Cancelled => {
+            let cancellation = ticket.cancellation.as_ref();
+            let at = cancellation.map_or_else(
+                || Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+                |c| c.at.clone(),
+            );
+            let actor = format!("system:device:{}", ticket.device_id);
+            stock::reverse_weighing(tx, id, &at, &actor)?;
+            enqueue(
+                "weighing.cancelled",
+                serde_json::json!({
+                    "weighing_id": id, "device_id": ticket.device_id, "ticket_no": ticket.ticket_no,
+                    "plate": ticket.plate, "was_complete": before == Some(TicketState::Complete),
+                    "cancellation": cancellation,
+                }),
+            )
+        }
+        TicketState::Open => Ok(()),
+    }
+}
+
+/// The columns a ticket is filtered and summed by.
+struct TicketColumns {
+    partner_id: Option<String>,
+    article_id: Option<String>,
+    lot_id: Option<String>,
+    location_id: Option<String>,
+    contract_id: Option<String>,
+    net_kg: Option<f64>,
+}
+
+impl TicketColumns {
+    fn of(ticket: &Ticket) -> TicketColumns {
+        let id = |r: &Option<Ref>| r.as_ref().map(|r| r.id.clone());
+        TicketColumns {
+            partner_id: id(&ticket.partner),
+            article_id: id(&ticket.article),
+            lot_id: id(&ticket.lot),
+            location_id: id(&ticket.location),
+            contract_id: ticket.contract_id.clone(),
+            net_kg: ticket.net.map(|n| n.to_kg_f64()),
+        }
+    }
 }
 
 /// Keeps the latest recorded value of each field-device point; the history
@@ -742,7 +899,7 @@ fn field_value(tx: &rusqlite::Transaction<'_>, record: &Record) -> Result<(), St
 }
 
 /// The latest recorded value of a field-device point.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FieldValueView {
     pub device_id: String,
     pub field_device: String,
@@ -752,26 +909,42 @@ pub struct FieldValueView {
     pub at: String,
 }
 
+/// The ticket a record belongs to, for ticket records.
+fn ticket_no_of(kind: &str, payload: &serde_json::Value) -> Option<i64> {
+    TicketEvent::from_record(kind, payload)
+        .ok()
+        .flatten()
+        .map(|e| e.ticket_no() as i64)
+}
+
+/// Stores the ticket's current state and returns its row id.
 fn upsert_ticket(
     tx: &rusqlite::Transaction<'_>,
     record: &Record,
     ticket: &Ticket,
     completes: bool,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<i64> {
     let (first, second) = (&ticket.first, ticket.second.as_ref());
-    tx.execute(
+    let c = TicketColumns::of(ticket);
+    tx.query_row(
         "INSERT INTO weighings (device_id, ticket_no, plate, direction, status, unit, decimals,
              first_scale_id, first_value, first_alibi_id, first_weighed_at, first_record_seq, epoch,
              second_scale_id, second_value, second_alibi_id, second_weighed_at, second_record_seq,
-             gross_value, tare_value, net_value, ticket)
+             gross_value, tare_value, net_value, ticket,
+             partner_id, article_id, lot_id, location_id, contract_id, net_kg, site_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-             ?19, ?20, ?21, ?22)
+             ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28,
+             (SELECT site_id FROM devices WHERE device_id = ?1))
          ON CONFLICT (device_id, ticket_no) DO UPDATE SET status = excluded.status,
              second_scale_id = excluded.second_scale_id, second_value = excluded.second_value,
              second_alibi_id = excluded.second_alibi_id, second_weighed_at = excluded.second_weighed_at,
              second_record_seq = COALESCE(excluded.second_record_seq, weighings.second_record_seq),
              gross_value = excluded.gross_value, tare_value = excluded.tare_value,
-             net_value = excluded.net_value, ticket = excluded.ticket",
+             net_value = excluded.net_value, ticket = excluded.ticket,
+             partner_id = excluded.partner_id, article_id = excluded.article_id,
+             lot_id = excluded.lot_id, location_id = excluded.location_id,
+             contract_id = excluded.contract_id, net_kg = excluded.net_kg
+         RETURNING id",
         params![
             record.device_id,
             ticket.ticket_no as i64,
@@ -795,9 +968,15 @@ fn upsert_ticket(
             ticket.tare.map(|w| w.value),
             ticket.net.map(|w| w.value),
             serde_json::to_string(ticket).unwrap_or_default(),
+            c.partner_id,
+            c.article_id,
+            c.lot_id,
+            c.location_id,
+            c.contract_id,
+            c.net_kg,
         ],
-    )?;
-    Ok(())
+        |r| r.get(0),
+    )
 }
 
 fn direction_str(direction: valeo_records::Direction) -> &'static str {
@@ -805,89 +984,6 @@ fn direction_str(direction: valeo_records::Direction) -> &'static str {
         valeo_records::Direction::Intake => "intake",
         valeo_records::Direction::Outgoing => "outgoing",
     }
-}
-
-/// Ticket state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WeighingStatus {
-    Open,
-    Complete,
-    Cancelled,
-}
-
-impl WeighingStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            WeighingStatus::Open => "open",
-            WeighingStatus::Complete => "complete",
-            WeighingStatus::Cancelled => "cancelled",
-        }
-    }
-}
-
-/// Filters and paging of the weighing list.
-#[derive(Debug, Clone, Default)]
-pub struct WeighingFilter {
-    pub device_id: Option<String>,
-    pub status: Option<WeighingStatus>,
-    pub plate: Option<String>,
-    pub limit: u32,
-    pub offset: u64,
-}
-
-/// One weighing of a ticket.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StepView {
-    pub scale_id: String,
-    pub weight: f64,
-    pub alibi_id: Option<String>,
-    pub weighed_at: String,
-}
-
-/// A ticket as the API shows it. Weights are in `unit`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct WeighingView {
-    pub id: i64,
-    pub device_id: String,
-    pub ticket_no: u64,
-    pub plate: String,
-    pub direction: String,
-    pub status: String,
-    pub unit: String,
-    pub first: StepView,
-    pub second: Option<StepView>,
-    pub gross: Option<f64>,
-    pub tare: Option<f64>,
-    pub net: Option<f64>,
-    /// True only when every weighing carries a terminal alibi number and
-    /// none was entered by hand.
-    pub legal_for_trade: bool,
-    pub partner: Option<Ref>,
-    pub article: Option<Ref>,
-    pub lot: Option<Ref>,
-    pub location: Option<Ref>,
-    pub contract_id: Option<String>,
-    pub operator: Option<String>,
-    /// `weighed` or `stored` (one-pass weighing against a stored tare).
-    pub tare_source: Option<TareSource>,
-    /// Set when the ticket was cancelled (storno).
-    pub cancellation: Option<CancellationInfo>,
-    pub quality: Vec<QualityEntry>,
-    /// Copies printed at the box after the original.
-    pub prints: u32,
-    /// Where the raw records of this ticket are in the device's chain.
-    pub epoch: String,
-    pub first_record_seq: u64,
-    pub second_record_seq: Option<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct WeighingPage {
-    pub items: Vec<WeighingView>,
-    pub total: u64,
-    pub limit: u32,
-    pub offset: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -898,70 +994,9 @@ pub struct DeviceHead {
     pub last_record_at: String,
 }
 
-const WEIGHING_COLUMNS: &str = "id, device_id, ticket_no, plate, direction, status, unit, decimals,
-    first_scale_id, first_value, first_alibi_id, first_weighed_at,
-    second_scale_id, second_value, second_alibi_id, second_weighed_at,
-    gross_value, tare_value, net_value, epoch, first_record_seq, second_record_seq, ticket";
-
-fn weighing_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<WeighingView> {
-    let decimals: u32 = row.get(7)?;
-    let scale = |v: i64| v as f64 / 10f64.powi(decimals as i32);
-    let second_value: Option<i64> = row.get(13)?;
-    let second = match second_value {
-        Some(value) => Some(StepView {
-            scale_id: row.get::<_, Option<String>>(12)?.unwrap_or_default(),
-            weight: scale(value),
-            alibi_id: row.get(14)?,
-            weighed_at: row.get::<_, Option<String>>(15)?.unwrap_or_default(),
-        }),
-        None => None,
-    };
-    let first = StepView {
-        scale_id: row.get(8)?,
-        weight: scale(row.get(9)?),
-        alibi_id: row.get(10)?,
-        weighed_at: row.get(11)?,
-    };
-    let ticket: Option<Ticket> = row
-        .get::<_, Option<String>>(22)?
-        .and_then(|t| serde_json::from_str(&t).ok());
-    let legal_for_trade = match &ticket {
-        Some(t) => t.legal_for_trade,
-        None => first.alibi_id.is_some() && second.as_ref().is_some_and(|s| s.alibi_id.is_some()),
-    };
-    let t = ticket.as_ref();
-    Ok(WeighingView {
-        partner: t.and_then(|t| t.partner.clone()),
-        article: t.and_then(|t| t.article.clone()),
-        lot: t.and_then(|t| t.lot.clone()),
-        location: t.and_then(|t| t.location.clone()),
-        contract_id: t.and_then(|t| t.contract_id.clone()),
-        operator: t.and_then(|t| t.operator.clone()),
-        tare_source: t.and_then(|t| t.tare_source),
-        cancellation: t.and_then(|t| t.cancellation.clone()),
-        quality: t.map(|t| t.quality.clone()).unwrap_or_default(),
-        prints: t.map_or(0, |t| t.prints),
-        id: row.get(0)?,
-        device_id: row.get(1)?,
-        ticket_no: row.get::<_, i64>(2)? as u64,
-        plate: row.get(3)?,
-        direction: row.get(4)?,
-        status: row.get(5)?,
-        unit: row.get(6)?,
-        first,
-        second,
-        gross: row.get::<_, Option<i64>>(16)?.map(scale),
-        tare: row.get::<_, Option<i64>>(17)?.map(scale),
-        net: row.get::<_, Option<i64>>(18)?.map(scale),
-        legal_for_trade,
-        epoch: row.get(19)?,
-        first_record_seq: row.get::<_, i64>(20)? as u64,
-        second_record_seq: row.get::<_, Option<i64>>(21)?.map(|v| v as u64),
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    mod business;
     use serde_json::json;
     use valeo_drivers::scale::reading::{Unit, Weight};
     use valeo_records::{
@@ -1342,21 +1377,89 @@ mod tests {
         let (_dir, store) = store();
         assert_eq!(store.master_data().unwrap(), None);
         let doc = json!({"version": 77, "articles": [{"id": "A", "name": "Weizen"}]});
-        let first = store.put_master_data(doc.clone(), None).unwrap();
+        let first = store.put_master_data(doc.clone(), None, "test").unwrap();
         assert_eq!(
             first.version, 1,
             "the version is central's, not the client's"
         );
-        let second = store.put_master_data(doc.clone(), Some(1)).unwrap();
+        let second = store.put_master_data(doc.clone(), Some(1), "test").unwrap();
         assert_eq!(second.version, 2);
         assert!(matches!(
-            store.put_master_data(doc, Some(1)),
+            store.put_master_data(doc, Some(1), "test"),
             Err(PutMasterDataError::VersionMismatch { current: 2 })
         ));
         let dangling = json!({"lots": [{"id": "L", "name": "x", "article_id": "NOPE"}]});
-        let err = store.put_master_data(dangling, None).unwrap_err();
+        let err = store.put_master_data(dangling, None, "test").unwrap_err();
         assert!(err.to_string().contains("unknown article"), "{err}");
         assert_eq!(store.master_data().unwrap().unwrap().version, 2);
+    }
+
+    #[test]
+    fn a_database_of_the_release_before_the_business_api_gets_its_columns_and_stock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("central.db");
+        {
+            let store = Store::open(&path).unwrap();
+            store
+                .register_device("box", &key("box").public_key_hex())
+                .unwrap();
+            let mut records = ticket_records();
+            for r in &mut records {
+                if let Some(context) = r.payload.get_mut("context") {
+                    context["article"] = json!({"id": "A-WHEAT", "name": "Weizen"});
+                }
+            }
+            let records = chain(
+                "box",
+                1,
+                GENESIS_HASH,
+                records
+                    .into_iter()
+                    .map(|r| {
+                        (
+                            if r.seq == 1 {
+                                KIND_FIRST_WEIGHING
+                            } else {
+                                KIND_SECOND_WEIGHING
+                            },
+                            r.payload,
+                        )
+                    })
+                    .collect(),
+            );
+            store.commit_batch(&batch("box", records)).unwrap();
+            // Back to the shape of the release before: no business columns,
+            // no stock.
+            let conn = store.writer();
+            conn.execute_batch(
+                "DROP INDEX weighings_by_partner; DROP INDEX weighings_by_article;
+                 DROP INDEX weighings_by_site; DROP INDEX weighings_by_plate;
+                 DROP INDEX weighings_by_lot; DROP INDEX weighings_by_contract;
+                 DROP INDEX weighings_by_status; DROP INDEX records_by_ticket;
+                 ALTER TABLE weighings DROP COLUMN site_id; ALTER TABLE weighings DROP COLUMN partner_id;
+                 ALTER TABLE weighings DROP COLUMN article_id; ALTER TABLE weighings DROP COLUMN lot_id;
+                 ALTER TABLE weighings DROP COLUMN location_id; ALTER TABLE weighings DROP COLUMN contract_id;
+                 ALTER TABLE weighings DROP COLUMN net_kg; ALTER TABLE records DROP COLUMN ticket_no;
+                 ALTER TABLE devices DROP COLUMN site_id; DELETE FROM stock_movements;",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let page = store
+            .list_weighings(&WeighingFilter {
+                article_id: Some("A-WHEAT".into()),
+                limit: 10,
+                ..WeighingFilter::default()
+            })
+            .unwrap();
+        assert_eq!(page.total, 1, "the filter columns were filled");
+        let stock = store.stock(Some("A-WHEAT"), None).unwrap();
+        assert_eq!(stock[0].quantity_kg, 25_020.0, "stock was booked");
+        let detail = store
+            .get_weighing_detail(page.items[0].id)
+            .unwrap()
+            .unwrap();
+        assert_eq!(detail.proof.records.len(), 2, "records know their ticket");
     }
 
     #[test]
