@@ -189,7 +189,10 @@ async fn round(client: &reqwest::Client, url: &str, token: &str, first: u64) -> 
         tokio::time::sleep_until(due).await;
         let (client, results) = (client.clone(), Arc::clone(&results));
         let request = client
-            .get(format!("{url}/api/v1/weighings?limit=50&{}", query(first + n)))
+            .get(format!(
+                "{url}/api/v1/weighings?limit=50&{}",
+                query(first + n)
+            ))
             .bearer_auth(token);
         tasks.push(tokio::spawn(async move {
             let ok = match request.send().await {
@@ -251,7 +254,11 @@ async fn main() {
     // from disk once before measuring, as on a server that has run a while.
     for i in 0..4 {
         client
-            .get(format!("{}/api/v1/weighings?limit=50&{}", central.url, query(i)))
+            .get(format!(
+                "{}/api/v1/weighings?limit=50&{}",
+                central.url,
+                query(i)
+            ))
             .bearer_auth(&token)
             .send()
             .await

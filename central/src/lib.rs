@@ -74,12 +74,13 @@ pub async fn run(
     };
     let (receiver, publisher) =
         valeo_sync::receiver::spawn_with_config(&config.mqtt, "valeo-central", Arc::new(sink));
-    master_data::publish_to_all(&store, &publisher).await?;
+    let master_data = master_data::MasterDataPublisher::spawn(store.clone(), publisher.clone());
     let events = events::spawn(&store, &publisher, &config.events)?;
     let state = api::AppState {
         store,
         receiver,
         publisher,
+        master_data,
         live,
         fiscal: config.fiscal.clone().map(Arc::new),
         backup_dir: Arc::new(backup::backup_dir(&config.data_dir)),

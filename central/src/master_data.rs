@@ -9,10 +9,13 @@
 //! periods, sites); the document carries only what a weighing uses.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 use utoipa::ToSchema;
 use valeo_records::master_data as doc;
 use valeo_records::master_data::{MasterData, normalise_plate};
@@ -83,11 +86,14 @@ pub trait Entity: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     /// wrong. References to other entities are checked by the store, which
     /// sees all of them.
     fn check(&mut self) -> Result<(), String>;
+    /// An id from a URL as it is stored.
+    fn normalise_id(id: &str) -> String {
+        id.to_owned()
+    }
 }
 
 /// A site: one weighbridge yard with its boxes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[schema(example = json!({"id": "HAFEN", "name": "Werk Hafen", "address": "Kaiweg 3, 49090 Osnabrück"}))]
 pub struct Site {
     pub id: String,
@@ -117,7 +123,6 @@ impl PartnerRole {
 
 /// A customer, supplier or haulier.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[schema(example = json!({"id": "P-100", "name": "Hof Meyer", "roles": ["supplier"], "vat_id": "DE123456789"}))]
 pub struct Partner {
     pub id: String,
@@ -132,7 +137,6 @@ pub struct Partner {
 
 /// A good that is weighed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[schema(example = json!({"id": "A-WHEAT", "name": "Weizen"}))]
 pub struct Article {
     pub id: String,
@@ -141,7 +145,6 @@ pub struct Article {
 
 /// A vehicle; its id is its normalised plate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[schema(example = json!({"plate": "OS-AB 123", "haulier_id": "P-200"}))]
 pub struct Vehicle {
     /// The normalised plate; may be left out when creating.
@@ -159,7 +162,6 @@ pub struct Vehicle {
 
 /// A storage location (silo, bay, yard).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[schema(example = json!({"id": "SILO-3", "name": "Silo 3", "site_id": "HAFEN"}))]
 pub struct Location {
     pub id: String,
@@ -170,7 +172,6 @@ pub struct Location {
 
 /// A lot (Charge) of one article.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[schema(example = json!({"id": "L-2026-17", "name": "Weizen Ernte 2026/17", "article_id": "A-WHEAT"}))]
 pub struct Lot {
     pub id: String,
@@ -180,7 +181,6 @@ pub struct Lot {
 
 /// A contract: a quantity of an article with a partner over a period.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[schema(example = json!({"id": "K-2026-001", "partner_id": "P-100", "article_id": "A-WHEAT",
     "quantity_kg": 250000.0, "valid_from": "2026-07-01", "valid_to": "2026-12-31"}))]
 pub struct Contract {
@@ -210,6 +210,19 @@ pub struct Versioned<E> {
     /// uncancelled weighings.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivered_kg: Option<f64>,
+}
+
+impl<E> Versioned<E> {
+    /// An entity as just stored by `actor`.
+    pub fn new(data: E, version: u64, updated_at: String, actor: &str) -> Versioned<E> {
+        Versioned {
+            data,
+            version,
+            updated_at,
+            updated_by: actor.to_owned(),
+            delivered_kg: None,
+        }
+    }
 }
 
 fn check_id(field: &str, id: &str) -> Result<(), String> {
@@ -292,6 +305,10 @@ impl Entity for Vehicle {
     const KIND: Kind = Kind::Vehicles;
     fn id(&self) -> &str {
         &self.id
+    }
+    /// `/api/v1/vehicles/os-ab%20123` is the vehicle `OS-AB 123`.
+    fn normalise_id(id: &str) -> String {
+        normalise_plate(id)
     }
     fn check(&mut self) -> Result<(), String> {
         self.plate = normalise_plate(&self.plate);
@@ -442,7 +459,7 @@ impl Entities {
         let size = serde_json::to_vec(&data).map_or(0, |v| v.len());
         if size > doc::MAX_MASTER_DATA_BYTES {
             return Err(format!(
-                "master data would be {size} bytes, more than {} (one MQTT message)",
+                "master data would be {size} bytes, more than {} (one MQTT message): remove entities no longer needed",
                 doc::MAX_MASTER_DATA_BYTES
             ));
         }
@@ -453,6 +470,12 @@ impl Entities {
     /// central alone knows (sites, addresses, contract periods) of the
     /// entities that stay.
     pub fn from_document(data: &MasterData, current: &Entities) -> Result<Entities, String> {
+        let mut next = Entities::convert(data, current)?;
+        next.check_all()?;
+        Ok(next)
+    }
+
+    fn convert(data: &MasterData, current: &Entities) -> Result<Entities, String> {
         let mut next = Entities {
             sites: current.sites.clone(),
             ..Entities::default()
@@ -530,8 +553,26 @@ impl Entities {
                 valid_to: old.and_then(|o| o.valid_to),
             });
         }
-        next.check_all()?;
         Ok(next)
+    }
+
+    /// The entities of a document an earlier release stored, without the
+    /// field checks of this one (a role it does not know is dropped).
+    pub fn from_document_as_stored(data: &MasterData) -> Entities {
+        let known = |r: &String| ["customer", "supplier", "haulier"].contains(&r.as_str());
+        let lenient = MasterData {
+            partners: data
+                .partners
+                .iter()
+                .map(|p| doc::Partner {
+                    roles: p.roles.iter().filter(|r| known(r)).cloned().collect(),
+                    ..p.clone()
+                })
+                .collect(),
+            ..data.clone()
+        };
+        // Only an unknown role fails the conversion, and none is left.
+        Entities::convert(&lenient, &Entities::default()).unwrap_or_default()
     }
 
     /// Runs every entity's field checks (a bulk import enters here).
@@ -554,9 +595,61 @@ impl Entities {
     }
 }
 
-/// Publishes the stored master data (if any) to every registered device;
-/// the database reads run on the blocking pool.
-pub async fn publish_to_all(store: &Store, publisher: &DevicePublisher) -> anyhow::Result<usize> {
+/// The one task that publishes master data to the boxes. Handlers only
+/// wake it after their commit: a handler that is dropped (client gone,
+/// request timeout) cannot skip a publication, and as the task always
+/// reads the newest document, an older one is never published after a
+/// newer.
+#[derive(Debug, Clone)]
+pub struct MasterDataPublisher {
+    wake: Arc<Notify>,
+}
+
+/// Longest wait before publishing again after a failure, in milliseconds.
+pub const MAX_PUBLISH_RETRY_MS: u64 = 60_000;
+
+impl MasterDataPublisher {
+    /// Starts the task; it publishes what is stored at once.
+    pub fn spawn(store: Store, publisher: DevicePublisher) -> MasterDataPublisher {
+        let wake = Arc::new(Notify::new());
+        wake.notify_one();
+        let task_wake = Arc::clone(&wake);
+        tokio::spawn(async move {
+            let mut published = None;
+            let mut retry_ms = 500;
+            loop {
+                task_wake.notified().await;
+                match publish_newer(&store, &publisher, published).await {
+                    Ok(version) => {
+                        published = version.or(published);
+                        retry_ms = 500;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, retry_ms, "master data not published; will retry");
+                        tokio::time::sleep(Duration::from_millis(retry_ms)).await;
+                        retry_ms = (retry_ms * 2).min(MAX_PUBLISH_RETRY_MS);
+                        task_wake.notify_one();
+                    }
+                }
+            }
+        });
+        MasterDataPublisher { wake }
+    }
+
+    /// Master data was committed: publish it.
+    pub fn changed(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// Publishes the stored master data to every registered device when it is
+/// newer than `published`; the version published, if any. The database
+/// reads run on the blocking pool.
+async fn publish_newer(
+    store: &Store,
+    publisher: &DevicePublisher,
+    published: Option<u64>,
+) -> anyhow::Result<Option<u64>> {
     let (data, devices) = {
         let store = store.clone();
         tokio::task::spawn_blocking(move || {
@@ -564,7 +657,10 @@ pub async fn publish_to_all(store: &Store, publisher: &DevicePublisher) -> anyho
         })
         .await??
     };
-    let Some(data) = data else { return Ok(0) };
+    let Some(data) = data else { return Ok(None) };
+    if published.is_some_and(|p| p >= data.version) {
+        return Ok(None);
+    }
     let payload = Bytes::from(serde_json::to_vec(&data)?);
     for device in &devices {
         publisher
@@ -576,7 +672,7 @@ pub async fn publish_to_all(store: &Store, publisher: &DevicePublisher) -> anyho
         devices = devices.len(),
         "master data published"
     );
-    Ok(devices.len())
+    Ok(Some(data.version))
 }
 
 /// Stores the document in `path` as the first master data, when the

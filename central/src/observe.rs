@@ -116,6 +116,12 @@ pub async fn track(State(stats): State<RequestStats>, request: Request, next: Ne
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }
+    // No answer of central is to be sniffed into something else (a JSON
+    // error rendered as HTML, say); pages set more headers of their own.
+    response
+        .headers_mut()
+        .entry(axum::http::header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
     response
 }
 

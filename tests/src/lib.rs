@@ -3,6 +3,10 @@
 //! loopback ports, each in its own temporary directory, and stops them
 //! when the handle is dropped.
 //!
+//! Central starts with a known admin password (`VALEO_ADMIN_PASSWORD`,
+//! kept with an admin API token in the test directory for restarts);
+//! [`Central::http`] is a client that authenticates with that token.
+//!
 //! The binaries must be built first (`cargo build --bins`); the test
 //! command in the README does that.
 

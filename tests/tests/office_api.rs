@@ -134,7 +134,7 @@ async fn an_office_day_from_master_data_to_delivery_note_export_and_report() {
             201,
         )
         .await;
-    assert_eq!(contract["version"], 1);
+    assert!(contract["version"].as_u64().unwrap() > 0, "{contract}");
     let vehicle = api
         .ok(
             Method::POST,
@@ -144,6 +144,22 @@ async fn an_office_day_from_master_data_to_delivery_note_export_and_report() {
         )
         .await;
     assert_eq!(vehicle["id"], "OS-AB 123", "the id is the normalised plate");
+    let (status, _, by_url) = api
+        .call(Method::GET, "/api/v1/vehicles/os-ab%20%20123", None, None)
+        .await;
+    assert_eq!((status, by_url["id"].as_str()), (200, Some("OS-AB 123")));
+    let (status, _, problem) = api
+        .call(
+            Method::PATCH,
+            "/api/v1/devices/hafen-1",
+            Some(json!({})),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status, 422,
+        "an empty patch does not clear the site: {problem}"
+    );
     let version = master_data_version(&central).await;
     edge.wait_master_data(version).await.unwrap();
 
@@ -151,7 +167,9 @@ async fn an_office_day_from_master_data_to_delivery_note_export_and_report() {
     let (status, etag, partner) = api
         .call(Method::GET, "/api/v1/partners/P-100", None, None)
         .await;
-    assert_eq!((status, etag.as_deref()), (200, Some("\"1\"")));
+    assert_eq!(status, 200);
+    let read = etag.unwrap();
+    assert_eq!(read, format!("\"{}\"", partner["version"]));
     let mut renamed = partner.clone();
     renamed["name"] = json!("Hof Meyer GbR");
     let (status, _, problem) = api
@@ -168,25 +186,29 @@ async fn an_office_day_from_master_data_to_delivery_note_export_and_report() {
             Method::PUT,
             "/api/v1/partners/P-100",
             Some(renamed.clone()),
-            Some("\"1\""),
+            Some(&read),
         )
         .await;
-    assert_eq!((status, etag.as_deref()), (200, Some("\"2\"")));
+    assert_eq!(status, 200);
+    assert_ne!(etag.unwrap(), read, "a change makes a new version");
     let (status, _, problem) = api
         .call(
             Method::PUT,
             "/api/v1/partners/P-100",
             Some(renamed),
-            Some("\"1\""),
+            Some(&read),
         )
         .await;
     assert_eq!(status, 412, "a stale version is refused: {problem}");
+    let (_, article_etag, _) = api
+        .call(Method::GET, "/api/v1/articles/A-WHEAT", None, None)
+        .await;
     let (status, _, problem) = api
         .call(
             Method::DELETE,
             "/api/v1/articles/A-WHEAT",
             None,
-            Some("\"1\""),
+            article_etag.as_deref(),
         )
         .await;
     assert_eq!(status, 409, "the contract still refers to it: {problem}");
@@ -405,6 +427,9 @@ async fn an_office_day_from_master_data_to_delivery_note_export_and_report() {
             .starts_with("attachment"),
     );
     let csv = response.text().await.unwrap();
+    let csv = csv
+        .strip_prefix('\u{feff}')
+        .expect("a byte-order mark for spreadsheets");
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 2, "{csv}");
     assert!(lines[0].starts_with("id;device_id;site_id;ticket_no"));

@@ -393,6 +393,8 @@ async fn the_permission_matrix_holds_for_every_route_group() {
         anonymous.headers()["content-type"],
         "application/problem+json"
     );
+    assert!(anonymous.headers().contains_key("x-request-id"));
+    assert_eq!(anonymous.headers()["x-content-type-options"], "nosniff");
     let forbidden = callers[1]
         .post(format!("{}/api/v1/delivery-notes", central.http_url))
         .json(&json!({}))

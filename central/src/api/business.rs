@@ -124,8 +124,9 @@ fn path_id(kind: &str, id: &str) -> Result<i64, Problem> {
     })
 }
 
-/// A JSON body, or a problem naming what is wrong with it.
-fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Problem> {
+/// A JSON body, or a problem naming what is wrong with it: 422 for a
+/// field of the wrong shape, 400 for a body that is not JSON.
+pub(super) fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Problem> {
     match body {
         Ok(Json(value)) => Ok(value),
         Err(JsonRejection::JsonDataError(e)) => Err(Problem::new(
@@ -272,7 +273,14 @@ pub fn weighings_csv(items: &[WeighingView], german: bool) -> String {
         "legal_for_trade",
         "delivery_note",
     ];
-    let mut out = header.join(&sep.to_string());
+    // A byte-order mark for the German (spreadsheet) flavour: without it
+    // Excel reads UTF-8 as Windows-1252 and garbles umlauts.
+    let mut out = if german {
+        "\u{feff}".to_owned()
+    } else {
+        String::new()
+    };
+    out.push_str(&header.join(&sep.to_string()));
     out.push_str("\r\n");
     for w in items {
         let text = |s: Option<&str>| csv_field(s.unwrap_or(""), sep);
@@ -323,16 +331,20 @@ pub async fn export_weighings(
         Ok(filter) => filter,
         Err(problem) => return problem.into_response(),
     };
-    let page = match query(&state, move |store| store.list_weighings(&filter)).await {
+    let count_up_to = filter.offset.saturating_add(u64::from(MAX_CSV_ROWS));
+    let page = match query(&state, move |store| {
+        store.list_weighings_counting(&filter, count_up_to)
+    })
+    .await
+    {
         Ok(page) => page,
         Err(problem) => return problem.into_response(),
     };
-    if page.total > u64::from(MAX_CSV_ROWS) + page.offset {
+    if !page.total_exact {
         return Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!(
-                "{} tickets match; one export holds at most {MAX_CSV_ROWS}: narrow the date range or use offset",
-                page.total
+                "more tickets match than one export holds ({MAX_CSV_ROWS}): narrow the date range or use offset"
             ),
         )
         .into_response();
@@ -717,6 +729,9 @@ pub struct StockParams {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StockLevels {
     pub items: Vec<StockLevel>,
+    /// True when there are more than `MAX_STOCK_LEVELS`; filter by article
+    /// or location.
+    pub truncated: bool,
 }
 
 /// Stock per article and location: the sum of all movements.
@@ -734,7 +749,10 @@ pub async fn stock(
             store.stock(params.article_id.as_deref(), params.location_id.as_deref())
         })
         .await
-        .map(|items| StockLevels { items }),
+        .map(|items| StockLevels {
+            truncated: items.len() >= crate::store::MAX_STOCK_LEVELS as usize,
+            items,
+        }),
     )
 }
 
@@ -940,21 +958,33 @@ mod master {
         for read_only in ["version", "updated_at", "updated_by", "delivered_kg"] {
             object.remove(read_only);
         }
-        serde_path_to_error::deserialize(value).map_err(|e| {
+        // The entity types accept unknown fields (so the OpenAPI schema of
+        // an entity read back with its version stays open); here they are
+        // refused, named.
+        let mut unknown = Vec::new();
+        let mut note_unknown = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+        let entity: E = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
+            value,
+            &mut note_unknown,
+        ))
+        .map_err(|e| {
             Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("{}: {}", e.path(), e.inner()),
             )
-        })
+        })?;
+        if let Some(field) = unknown.first() {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("{field}: unknown field"),
+            ));
+        }
+        Ok(entity)
     }
 
-    /// Publishes the new master data to the boxes; a failure is logged,
-    /// the document goes out with the next change or start.
+    /// The new master data goes out to the boxes.
     async fn publish(state: &AppState) {
-        if let Err(error) = crate::master_data::publish_to_all(&state.store, &state.publisher).await
-        {
-            tracing::error!(%error, "master data stored but not published");
-        }
+        state.master_data.changed();
     }
 
     pub(super) async fn list<E: Entity + Serialize>(
@@ -981,6 +1011,7 @@ mod master {
     }
 
     pub(super) async fn get_one<E: Entity + Serialize>(state: AppState, id: String) -> Response {
+        let id = E::normalise_id(&id);
         let shown = id.clone();
         match query(&state, move |store| store.get_entity::<E>(&id)).await {
             Ok(Some(item)) => with_etag(StatusCode::OK, &item),
@@ -1038,6 +1069,7 @@ mod master {
             Ok(version) => version,
             Err(problem) => return problem.into_response(),
         };
+        let id = E::normalise_id(&id);
         let mut entity = match entity_body::<E>(request) {
             Ok(entity) => entity,
             Err(problem) => return problem.into_response(),
@@ -1070,6 +1102,7 @@ mod master {
             Ok(version) => version,
             Err(problem) => return problem.into_response(),
         };
+        let id = E::normalise_id(&id);
         match change(
             &state,
             move |store| store.delete_entity::<E>(&id, version, &actor),

@@ -130,8 +130,16 @@ pub async fn list_devices(State(state): State<AppState>) -> Response {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"site_id": "HAFEN"}))]
 pub struct DevicePatch {
-    /// A site of the master data, or null for none.
+    /// A site of the master data, or null for none; required, so an empty
+    /// body changes nothing by accident.
+    #[serde(deserialize_with = "required_nullable")]
     pub site_id: Option<String>,
+}
+
+/// A field that must be present but may be null (serde treats a missing
+/// `Option` as null unless told otherwise).
+fn required_nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(d)
 }
 
 /// Assigns a box to a site; its tickets without a site get it.
@@ -149,12 +157,9 @@ pub async fn assign_site(
     Path(device_id): Path<String>,
     request: Result<Json<DevicePatch>, JsonRejection>,
 ) -> Response {
-    let patch = match request {
-        Ok(Json(patch)) => patch,
-        Err(JsonRejection::JsonDataError(e)) => {
-            return Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()).into_response();
-        }
-        Err(rejection) => return Problem::bad_request(rejection.body_text()).into_response(),
+    let patch = match super::business::body(request) {
+        Ok(patch) => patch,
+        Err(problem) => return problem.into_response(),
     };
     let store = state.store.clone();
     let id = device_id.clone();

@@ -38,6 +38,8 @@ pub struct AppState {
     pub receiver: Arc<ReceiverCounters>,
     /// Publishes master data to the boxes over the receiver's connection.
     pub publisher: DevicePublisher,
+    /// Wakes the task that publishes master data after a change.
+    pub master_data: crate::master_data::MasterDataPublisher,
     /// The latest telemetry of every box.
     pub live: LiveValues,
     /// Trader data for DSFinV-K exports.
@@ -350,7 +352,6 @@ fn page_limit(limit: Option<u32>) -> Result<u32, Problem> {
     }
 }
 
-
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -459,7 +460,8 @@ async fn put_master_data(
     };
     let store = state.store.clone();
     let put =
-        tokio::task::spawn_blocking(move || store.put_master_data(document, if_version, &actor)).await;
+        tokio::task::spawn_blocking(move || store.put_master_data(document, if_version, &actor))
+            .await;
     let data = match put {
         Ok(Ok(data)) => data,
         Ok(Err(PutMasterDataError::VersionMismatch { current })) => {
@@ -477,10 +479,7 @@ async fn put_master_data(
         }
         Err(error) => return Problem::internal(&error, INTERNAL_DETAIL).into_response(),
     };
-    if let Err(error) = crate::master_data::publish_to_all(&state.store, &state.publisher).await {
-        // Stored but not sent: it goes out with the next start or update.
-        tracing::error!(%error, "master data stored but not published");
-    }
+    state.master_data.changed();
     ([(header::ETAG, etag(data.version))], Json(data)).into_response()
 }
 
@@ -494,7 +493,10 @@ struct FieldValueParams {
 /// The latest recorded value of each field-device point (Modbus points
 /// marked `record`), per box.
 #[utoipa::path(get, path = "/api/v1/field-values", tag = "field", params(FieldValueParams),
-    responses((status = 200, description = "The values", body = Vec<crate::store::FieldValueView>)))]
+    responses(
+        (status = 200, description = "The values", body = Vec<crate::store::FieldValueView>),
+        (status = 400, description = "A parameter is wrong; the detail names it", body = crate::api::auth::ProblemSchema, content_type = "application/problem+json"),
+    ))]
 async fn list_field_values(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<FieldValueParams>,

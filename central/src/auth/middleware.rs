@@ -162,6 +162,18 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .filter(|v| !v.is_empty() && v.len() <= MAX_CREDENTIAL_BYTES)
 }
 
+/// What `observe::track` adds to every answer, for the answers this layer
+/// gives before the request gets there.
+fn with_common_headers(response: &mut Response, request_id: &str) {
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+        .headers_mut()
+        .entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+}
+
 /// A refusal of the layer.
 #[derive(Debug)]
 enum Denied {
@@ -204,9 +216,7 @@ impl Denied {
             }
             Denied::Failed(cause) => Problem::internal(&cause, INTERNAL_DETAIL).into_response(),
         };
-        if let Ok(value) = HeaderValue::from_str(request_id) {
-            response.headers_mut().insert("x-request-id", value);
-        }
+        with_common_headers(&mut response, request_id);
         response
     }
 }
@@ -275,9 +285,7 @@ async fn buffer_body(request: Request, request_id: &str) -> Result<(Request, Byt
                 BodyError::Broken => Problem::bad_request("the request body could not be read"),
             };
             let mut response = problem.into_response();
-            if let Ok(value) = HeaderValue::from_str(request_id) {
-                response.headers_mut().insert("x-request-id", value);
-            }
+            with_common_headers(&mut response, request_id);
             Err(response)
         }
     }

@@ -8,6 +8,8 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use valeo_records::ticket::TareSource;
+
 use super::{Store, StoreError, WeighingView};
 
 pub(super) const SCHEMA: &str = "
@@ -125,6 +127,14 @@ impl From<rusqlite::Error> for NoteError {
     }
 }
 
+fn note_by_id(conn: &rusqlite::Connection, id: i64) -> rusqlite::Result<DeliveryNote> {
+    conn.query_row(
+        &format!("SELECT {NOTE_COLUMNS} FROM delivery_notes WHERE id = ?1"),
+        [id],
+        note_from_row,
+    )
+}
+
 const NOTE_COLUMNS: &str = "id, number, weighing_id, status, created_at, created_by, remarks,
     cancelled_at, cancelled_by, cancel_reason, weighing";
 
@@ -151,10 +161,10 @@ fn note_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryNote> {
         cancelled_at: r.get(7)?,
         cancelled_by: r.get(8)?,
         cancel_reason: r.get(9)?,
-        weighed_at: w
-            .second
-            .as_ref()
-            .map_or(w.first.weighed_at.clone(), |s| s.weighed_at.clone()),
+        weighed_at: match (&w.second, w.tare_source) {
+            (Some(second), Some(TareSource::Weighed) | None) => second.weighed_at.clone(),
+            _ => w.first.weighed_at.clone(),
+        },
         device_id: w.device_id,
         ticket_no: w.ticket_no,
         plate: w.plate,
@@ -181,6 +191,33 @@ fn check_text(field: &str, text: Option<&str>, required: bool) -> Result<(), Not
         ))),
         _ => Ok(()),
     }
+}
+
+/// Cancels the issued note of a weighing the box cancelled: the note
+/// certified a weighing that no longer stands. Returns the notes' ids and
+/// numbers, for the integration events.
+pub(super) fn cancel_for_cancelled_weighing(
+    tx: &rusqlite::Transaction<'_>,
+    weighing_id: i64,
+    at: &str,
+    actor: &str,
+    reason: &str,
+) -> rusqlite::Result<Vec<(i64, String)>> {
+    let mut stmt = tx.prepare(
+        "UPDATE delivery_notes SET status = 'cancelled', cancelled_at = ?2, cancelled_by = ?3,
+             cancel_reason = ?4
+         WHERE weighing_id = ?1 AND status = 'issued' RETURNING id, number",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            weighing_id,
+            at,
+            actor,
+            format!("the weighing was cancelled at the box: {reason}")
+        ],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    rows.collect()
 }
 
 impl Store {
@@ -259,11 +296,7 @@ impl Store {
             ],
         )?;
         let id = tx.last_insert_rowid();
-        let note = tx.query_row(
-            &format!("SELECT {NOTE_COLUMNS} FROM delivery_notes WHERE id = ?1"),
-            [id],
-            note_from_row,
-        )?;
+        let note = note_by_id(&tx, id)?;
         super::events::enqueue(
             &tx,
             "delivery_note.created",
@@ -306,11 +339,7 @@ impl Store {
                  cancel_reason = ?4 WHERE id = ?1",
             params![id, at, actor, request.reason.trim()],
         )?;
-        let note = tx.query_row(
-            &format!("SELECT {NOTE_COLUMNS} FROM delivery_notes WHERE id = ?1"),
-            [id],
-            note_from_row,
-        )?;
+        let note = note_by_id(&tx, id)?;
         super::events::enqueue(
             &tx,
             "delivery_note.cancelled",

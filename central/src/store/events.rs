@@ -92,9 +92,16 @@ fn enqueue_at(
     data: &serde_json::Value,
     at: DateTime<Utc>,
 ) -> rusqlite::Result<i64> {
+    // The id grows past every id ever given (AUTOINCREMENT's sequence)
+    // and is at least the time in microseconds: a database restored from
+    // a backup would otherwise give ids again that consumers have seen
+    // and dedupe, and so drop new events.
+    let floor_us = at.timestamp_micros().max(0);
     tx.execute(
-        "INSERT INTO events (kind, subject, occurred_at, data) VALUES (?1, ?2, ?3, ?4)",
-        params![kind, subject, timestamp(at), data.to_string()],
+        "INSERT INTO events (id, kind, subject, occurred_at, data) VALUES (
+             MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0) + 1, ?5),
+             ?1, ?2, ?3, ?4)",
+        params![kind, subject, timestamp(at), data.to_string(), floor_us],
     )?;
     Ok(tx.last_insert_rowid())
 }
@@ -790,9 +797,13 @@ impl Store {
             [],
             |r| r.get(0),
         )?;
-        let newest: i64 =
-            tx.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
-        let keep_from = newest.saturating_sub(max_events.min(i64::MAX as u64) as i64);
+        // Ids are not dense (they start from the time), so the bound is
+        // the id of the newest event beyond `max_events`.
+        let keep_from: i64 = tx.query_row(
+            "SELECT COALESCE((SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?1), 0)",
+            [max_events.min(i64::MAX as u64) as i64],
+            |r| r.get(0),
+        )?;
         let events = tx.execute(
             "DELETE FROM events WHERE id <= ?1 AND (occurred_at < ?2 OR id <= ?3)",
             params![floor, cutoff, keep_from],

@@ -160,15 +160,17 @@ impl Store {
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let at = now();
+        let version = next_version(&tx)?;
         let inserted = tx.execute(
             "INSERT INTO master_entities (kind, id, version, body, created_at, updated_at, updated_by)
-             VALUES (?1, ?2, 1, ?3, ?4, ?4, ?5) ON CONFLICT DO NOTHING",
+             VALUES (?1, ?2, ?6, ?3, ?4, ?4, ?5) ON CONFLICT DO NOTHING",
             params![
                 E::KIND.as_str(),
                 entity.id(),
                 serde_json::to_string(&entity).unwrap_or_default(),
                 at,
-                actor
+                actor,
+                version as i64
             ],
         )?;
         if inserted == 0 {
@@ -177,18 +179,9 @@ impl Store {
                 id: entity.id().to_owned(),
             });
         }
-        let data = rebuild(&tx, actor, false)?;
+        let data = rebuild(&tx, actor, false, version)?;
         tx.commit()?;
-        Ok((
-            Versioned {
-                data: entity,
-                version: 1,
-                updated_at: at,
-                updated_by: actor.to_owned(),
-                delivered_kg: None,
-            },
-            data,
-        ))
+        Ok((Versioned::new(entity, version, at, actor), data))
     }
 
     /// Replaces an entity when it is still at `if_version`.
@@ -207,7 +200,8 @@ impl Store {
         }
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let version = current_version::<E>(&tx, id, if_version)?;
+        current_version::<E>(&tx, id, if_version)?;
+        let version = next_version(&tx)?;
         let at = now();
         tx.execute(
             "UPDATE master_entities SET version = ?3, body = ?4, updated_at = ?5, updated_by = ?6
@@ -215,24 +209,15 @@ impl Store {
             params![
                 E::KIND.as_str(),
                 id,
-                (version + 1) as i64,
+                version as i64,
                 serde_json::to_string(&entity).unwrap_or_default(),
                 at,
                 actor
             ],
         )?;
-        let data = rebuild(&tx, actor, false)?;
+        let data = rebuild(&tx, actor, false, version)?;
         tx.commit()?;
-        Ok((
-            Versioned {
-                data: entity,
-                version: version + 1,
-                updated_at: at,
-                updated_by: actor.to_owned(),
-                delivered_kg: None,
-            },
-            data,
-        ))
+        Ok((Versioned::new(entity, version, at, actor), data))
     }
 
     /// Deletes an entity at `if_version` that nothing refers to any more.
@@ -263,7 +248,8 @@ impl Store {
             "DELETE FROM master_entities WHERE kind = ?1 AND id = ?2",
             params![E::KIND.as_str(), id],
         )?;
-        let data = rebuild(&tx, actor, true)?;
+        let version = next_version(&tx)?;
+        let data = rebuild(&tx, actor, true, version)?;
         tx.commit()?;
         Ok(data)
     }
@@ -307,8 +293,9 @@ impl Store {
         let existing = load_entities(&tx)?;
         let next =
             Entities::from_document(&incoming, &existing).map_err(PutMasterDataError::Invalid)?;
-        write_all(&tx, &next, actor).map_err(StoreError::from)?;
-        let data = rebuild(&tx, actor, false).map_err(|e| match e {
+        let version = next_version(&tx).map_err(StoreError::from)?;
+        write_all(&tx, &next, actor, version).map_err(StoreError::from)?;
+        let data = rebuild(&tx, actor, false, version).map_err(|e| match e {
             MasterError::Store(e) => PutMasterDataError::Store(e),
             other => PutMasterDataError::Invalid(other.to_string()),
         })?;
@@ -333,16 +320,12 @@ impl Store {
         let Ok(data) = serde_json::from_str::<MasterData>(&document) else {
             return Ok(());
         };
-        match Entities::from_document(&data, &Entities::default()) {
-            Ok(entities) => {
-                write_all(&tx, &entities, "system:migration")?;
-                tx.commit()?;
-                tracing::info!("master data entities taken from the stored document");
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "stored master data could not be split into entities")
-            }
-        }
+        // Taken over as they are: what an earlier release accepted stays,
+        // so no box loses master data to an upgrade.
+        let entities = Entities::from_document_as_stored(&data);
+        write_all(&tx, &entities, "system:migration", data.version)?;
+        tx.commit()?;
+        tracing::info!("master data entities taken from the stored document");
         Ok(())
     }
 }
@@ -375,6 +358,16 @@ fn current_version<E: Entity>(
         });
     }
     Ok(current)
+}
+
+/// The version of the next change: above the stored one, and at least the
+/// current Unix time in milliseconds. A database restored from a backup
+/// would otherwise count again through versions the boxes already have
+/// (and ignore as not newer); an entity's version (its ETag) is the one
+/// of the document its last change made, so it never repeats either.
+fn next_version(conn: &rusqlite::Connection) -> rusqlite::Result<u64> {
+    let now_ms = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);
+    Ok((document_version(conn)? + 1).max(now_ms))
 }
 
 fn document_version(conn: &rusqlite::Connection) -> rusqlite::Result<u64> {
@@ -419,12 +412,18 @@ fn load_entities(conn: &rusqlite::Connection) -> Result<Entities, StoreError> {
 
 /// Makes the stored rows of every kind but sites equal to `next`: unchanged
 /// bodies keep their version, changed ones get the next.
-fn write_all(tx: &Transaction<'_>, next: &Entities, actor: &str) -> rusqlite::Result<()> {
+fn write_all(
+    tx: &Transaction<'_>,
+    next: &Entities,
+    actor: &str,
+    version: u64,
+) -> rusqlite::Result<()> {
     fn kind<E: Entity>(
         tx: &Transaction<'_>,
         items: &[E],
         actor: &str,
         at: &str,
+        version: u64,
     ) -> rusqlite::Result<()> {
         let ids: Vec<&str> = items.iter().map(|i| i.id()).collect();
         let mut stored = tx.prepare("SELECT id FROM master_entities WHERE kind = ?1")?;
@@ -443,8 +442,8 @@ fn write_all(tx: &Transaction<'_>, next: &Entities, actor: &str) -> rusqlite::Re
         for item in items {
             tx.execute(
                 "INSERT INTO master_entities (kind, id, version, body, created_at, updated_at, updated_by)
-                 VALUES (?1, ?2, 1, ?3, ?4, ?4, ?5)
-                 ON CONFLICT (kind, id) DO UPDATE SET version = version + 1, body = excluded.body,
+                 VALUES (?1, ?2, ?6, ?3, ?4, ?4, ?5)
+                 ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version, body = excluded.body,
                      updated_at = excluded.updated_at, updated_by = excluded.updated_by
                  WHERE body <> excluded.body",
                 params![
@@ -452,26 +451,31 @@ fn write_all(tx: &Transaction<'_>, next: &Entities, actor: &str) -> rusqlite::Re
                     item.id(),
                     serde_json::to_string(item).unwrap_or_default(),
                     at,
-                    actor
+                    actor,
+                    version as i64
                 ],
             )?;
         }
         Ok(())
     }
     let at = now();
-    kind(tx, &next.partners, actor, &at)?;
-    kind(tx, &next.articles, actor, &at)?;
-    kind(tx, &next.vehicles, actor, &at)?;
-    kind(tx, &next.locations, actor, &at)?;
-    kind(tx, &next.lots, actor, &at)?;
-    kind(tx, &next.contracts, actor, &at)
+    kind(tx, &next.partners, actor, &at, version)?;
+    kind(tx, &next.articles, actor, &at, version)?;
+    kind(tx, &next.vehicles, actor, &at, version)?;
+    kind(tx, &next.locations, actor, &at, version)?;
+    kind(tx, &next.lots, actor, &at, version)?;
+    kind(tx, &next.contracts, actor, &at, version)
 }
 
 /// Builds and stores the next document from the rows in `tx`, and queues
 /// the `master_data.changed` event.
-fn rebuild(tx: &Transaction<'_>, actor: &str, deleting: bool) -> Result<MasterData, MasterError> {
+fn rebuild(
+    tx: &Transaction<'_>,
+    actor: &str,
+    deleting: bool,
+    version: u64,
+) -> Result<MasterData, MasterError> {
     let entities = load_entities(tx)?;
-    let version = document_version(tx)? + 1;
     let data = entities.document(version).map_err(|reason| {
         if deleting {
             MasterError::InUse(format!("still in use: {reason}"))

@@ -33,12 +33,12 @@ pub use delivery_notes::{
 pub use master::MasterError;
 pub use reports::{GroupBy, MAX_REPORT_ROWS, Report, ReportRow, ReportTotal};
 pub use stock::{
-    CorrectionError, MAX_CORRECTION_KG, MovementFilter, Named, NewCorrection, StockLevel,
-    StockMovement,
+    CorrectionError, MAX_CORRECTION_KG, MAX_STOCK_LEVELS, MovementFilter, Named, NewCorrection,
+    StockLevel, StockMovement,
 };
 pub use weighings::{
-    NoteRef, Proof, ProofRecord, Sort, StepView, SyntheticTickets, WeighingDetail, WeighingFilter,
-    WeighingPage, WeighingStatus, WeighingView,
+    MAX_COUNTED_TICKETS, NoteRef, Proof, ProofRecord, Sort, StepView, SyntheticTickets,
+    WeighingDetail, WeighingFilter, WeighingPage, WeighingStatus, WeighingView,
 };
 
 pub use commands::{CommandView, NewCommandError};
@@ -87,8 +87,15 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     writer: Arc<Mutex<Connection>>,
-    reader: Arc<Mutex<Connection>>,
+    /// Read connections: a slow list does not hold up `/health` or the
+    /// token checks of other requests (SQLite's WAL lets readers run
+    /// beside the writer and each other).
+    readers: Arc<[Mutex<Connection>]>,
+    next_reader: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// Read connections per store.
+pub const READ_CONNECTIONS: usize = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS records (
@@ -220,10 +227,13 @@ impl Store {
         writer.execute_batch(master::SCHEMA)?;
         writer.execute_batch(stock::SCHEMA)?;
         writer.execute_batch(delivery_notes::SCHEMA)?;
-        let reader = open()?;
+        let readers = (0..READ_CONNECTIONS)
+            .map(|_| open().map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
         let store = Store {
             writer: Arc::new(Mutex::new(writer)),
-            reader: Arc::new(Mutex::new(reader)),
+            readers: readers.into(),
+            next_reader: Arc::default(),
         };
         store.migrate()?;
         Ok(store)
@@ -408,8 +418,22 @@ impl Store {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A free read connection, or (all busy) the next in turn.
     fn reader(&self) -> MutexGuard<'_, Connection> {
-        self.reader.lock().unwrap_or_else(|p| p.into_inner())
+        use std::sync::TryLockError;
+        for reader in self.readers.iter() {
+            match reader.try_lock() {
+                Ok(guard) => return guard,
+                Err(TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        let turn = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.readers[turn % self.readers.len()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Commits a verified batch: new records are appended and materialised,
@@ -740,9 +764,6 @@ pub struct DeviceView {
     pub site_id: Option<String>,
 }
 
-/// Applies one record to the business tables through the ticket state
-/// machine. An error here means the record is valid on the wire but not
-/// understood or not a possible step; the caller keeps it raw.
 /// Whether a record arrives now or is replayed to rebuild tickets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Replay {
@@ -753,7 +774,29 @@ enum Replay {
     Rebuild,
 }
 
+/// Applies one record to the business tables through the ticket state
+/// machine, all or nothing: an error rolls back what this record wrote
+/// (a ticket completed without its stock booking would be worse than a
+/// record kept raw). An error means the record is valid on the wire but
+/// not understood or not a possible step; the caller keeps it raw.
 fn materialize(
+    tx: &rusqlite::Transaction<'_>,
+    record: &Record,
+    replay: Replay,
+) -> Result<(), String> {
+    tx.execute_batch("SAVEPOINT materialize")
+        .map_err(|e| e.to_string())?;
+    let applied = apply_record(tx, record, replay);
+    let end = if applied.is_ok() {
+        "RELEASE materialize"
+    } else {
+        "ROLLBACK TO materialize; RELEASE materialize"
+    };
+    tx.execute_batch(end).map_err(|e| e.to_string())?;
+    applied
+}
+
+fn apply_record(
     tx: &rusqlite::Transaction<'_>,
     record: &Record,
     replay: Replay,
@@ -823,7 +866,7 @@ fn on_transition(
                     "net_kg": net_kg, "legal_for_trade": ticket.legal_for_trade,
                     "partner": ticket.partner, "article": ticket.article, "lot": ticket.lot,
                     "location": ticket.location, "contract_id": ticket.contract_id,
-                    "weighed_at": ticket.second.as_ref().map_or(&ticket.first.weighed_at, |s| &s.weighed_at),
+                    "weighed_at": weighings::weighed_at(ticket),
                 }),
             )
         }
@@ -835,6 +878,21 @@ fn on_transition(
             );
             let actor = format!("system:device:{}", ticket.device_id);
             stock::reverse_weighing(tx, id, &at, &actor)?;
+            let reason = cancellation.map_or("", |c| c.reason.as_str());
+            for (note_id, number) in
+                delivery_notes::cancel_for_cancelled_weighing(tx, id, &at, &actor, reason)?
+            {
+                if replay == Replay::Live {
+                    events::enqueue(
+                        tx,
+                        "delivery_note.cancelled",
+                        &note_id.to_string(),
+                        &serde_json::json!({"id": note_id, "number": number,
+                            "reason": "the weighing was cancelled at the box",
+                            "cancelled_by": actor}),
+                    )?;
+                }
+            }
             enqueue(
                 "weighing.cancelled",
                 serde_json::json!({
@@ -1378,20 +1436,27 @@ mod tests {
         assert_eq!(store.master_data().unwrap(), None);
         let doc = json!({"version": 77, "articles": [{"id": "A", "name": "Weizen"}]});
         let first = store.put_master_data(doc.clone(), None, "test").unwrap();
-        assert_eq!(
-            first.version, 1,
-            "the version is central's, not the client's"
+        let now_ms = Utc::now().timestamp_millis() as u64;
+        assert!(
+            first.version != 77 && first.version + 60_000 > now_ms,
+            "the version is central's (the time in ms), not the client's: {}",
+            first.version
         );
-        let second = store.put_master_data(doc.clone(), Some(1), "test").unwrap();
-        assert_eq!(second.version, 2);
+        let second = store
+            .put_master_data(doc.clone(), Some(first.version), "test")
+            .unwrap();
+        assert!(second.version > first.version);
         assert!(matches!(
-            store.put_master_data(doc, Some(1), "test"),
-            Err(PutMasterDataError::VersionMismatch { current: 2 })
+            store.put_master_data(doc, Some(first.version), "test"),
+            Err(PutMasterDataError::VersionMismatch { current }) if current == second.version
         ));
         let dangling = json!({"lots": [{"id": "L", "name": "x", "article_id": "NOPE"}]});
         let err = store.put_master_data(dangling, None, "test").unwrap_err();
         assert!(err.to_string().contains("unknown article"), "{err}");
-        assert_eq!(store.master_data().unwrap().unwrap().version, 2);
+        assert_eq!(
+            store.master_data().unwrap().unwrap().version,
+            second.version
+        );
     }
 
     #[test]
@@ -1433,9 +1498,10 @@ mod tests {
             let conn = store.writer();
             conn.execute_batch(
                 "DROP INDEX weighings_by_partner; DROP INDEX weighings_by_article;
-                 DROP INDEX weighings_by_site; DROP INDEX weighings_by_plate;
-                 DROP INDEX weighings_by_lot; DROP INDEX weighings_by_contract;
-                 DROP INDEX weighings_by_status; DROP INDEX records_by_ticket;
+                 DROP INDEX weighings_by_site; DROP INDEX weighings_by_plate_status;
+                 DROP INDEX weighings_by_net; DROP INDEX weighings_by_lot;
+                 DROP INDEX weighings_by_contract; DROP INDEX weighings_by_status;
+                 DROP INDEX records_by_ticket;
                  ALTER TABLE weighings DROP COLUMN site_id; ALTER TABLE weighings DROP COLUMN partner_id;
                  ALTER TABLE weighings DROP COLUMN article_id; ALTER TABLE weighings DROP COLUMN lot_id;
                  ALTER TABLE weighings DROP COLUMN location_id; ALTER TABLE weighings DROP COLUMN contract_id;

@@ -34,9 +34,11 @@ impl GroupBy {
                 "COALESCE((SELECT json_extract(body, '$.name') FROM master_entities
                     WHERE kind = 'sites' AND id = site_id), site_id)",
             ),
+            // The day of the first weighing, as the period filter: a
+            // stored-tare ticket's second step carries the tare's old date.
             GroupBy::Day => (
-                "substr(COALESCE(second_weighed_at, first_weighed_at), 1, 10)",
-                "substr(COALESCE(second_weighed_at, first_weighed_at), 1, 10)",
+                "substr(first_weighed_at, 1, 10)",
+                "substr(first_weighed_at, 1, 10)",
             ),
         }
     }
@@ -66,6 +68,9 @@ pub struct Report {
     pub from: Option<String>,
     pub to: Option<String>,
     pub rows: Vec<ReportRow>,
+    /// True when there were more groups than `MAX_REPORT_ROWS`; the total
+    /// still counts them all.
+    pub truncated: bool,
     pub total: ReportTotal,
 }
 
@@ -81,13 +86,17 @@ impl Store {
     ) -> Result<Report, StoreError> {
         let conn = self.reader();
         let (key, name) = group_by.columns();
+        // The period bounds are always bound (open ends as the widest
+        // strings), so the time index serves the range; `x IS NULL OR`
+        // would keep SQLite from using it.
+        let (from, to) = (from.unwrap_or(""), to.unwrap_or("\u{10FFFF}"));
+        let range = "status = 'complete' AND first_weighed_at >= ?1 AND first_weighed_at < ?2";
         let mut stmt = conn.prepare(&format!(
             "SELECT {key} AS k, {name}, COUNT(*), COALESCE(SUM(net_kg), 0) FROM weighings
-             WHERE status = 'complete' AND (?1 IS NULL OR first_weighed_at >= ?1)
-                 AND (?2 IS NULL OR first_weighed_at < ?2)
-             GROUP BY k ORDER BY k LIMIT {MAX_REPORT_ROWS}"
+             WHERE {range} GROUP BY k ORDER BY k LIMIT {}",
+            MAX_REPORT_ROWS + 1
         ))?;
-        let rows = stmt
+        let mut rows = stmt
             .query_map(params![from, to], |r| {
                 Ok(ReportRow {
                     key: r.get(0)?,
@@ -97,15 +106,25 @@ impl Store {
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
-        let total = ReportTotal {
-            weighings: rows.iter().map(|r| r.weighings).sum(),
-            net_kg: rows.iter().map(|r| r.net_kg).sum(),
-        };
+        let truncated = rows.len() > MAX_REPORT_ROWS as usize;
+        rows.truncate(MAX_REPORT_ROWS as usize);
+        let total = conn.query_row(
+            &format!("SELECT COUNT(*), COALESCE(SUM(net_kg), 0) FROM weighings WHERE {range}"),
+            params![from, to],
+            |r| {
+                Ok(ReportTotal {
+                    weighings: r.get::<_, i64>(0)? as u64,
+                    net_kg: r.get(1)?,
+                })
+            },
+        )?;
+        let bound = |b: &str| (!b.is_empty() && b != "\u{10FFFF}").then(|| b.to_owned());
         Ok(Report {
             group_by,
-            from: from.map(str::to_owned),
-            to: to.map(str::to_owned),
+            from: bound(from),
+            to: bound(to),
             rows,
+            truncated,
             total,
         })
     }

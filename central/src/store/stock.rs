@@ -30,6 +30,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS stock_movements_once
 CREATE INDEX IF NOT EXISTS stock_movements_by_article ON stock_movements (article_id, at);
 ";
 
+/// Most stock levels (article × location) in one answer.
+pub const MAX_STOCK_LEVELS: u32 = 10_000;
+
 /// Largest correction, kilograms either way.
 pub const MAX_CORRECTION_KG: f64 = 1e9;
 
@@ -109,13 +112,9 @@ pub(super) fn book_weighing(
         Direction::Intake => 1.0,
         Direction::Outgoing => -1.0,
     };
-    let at = ticket
-        .second
-        .as_ref()
-        .map_or(ticket.first.weighed_at.clone(), |s| s.weighed_at.clone());
     insert(
         tx,
-        &at,
+        super::weighings::weighed_at(ticket),
         article,
         ticket.location.as_ref(),
         sign * net.to_kg_f64(),
@@ -223,9 +222,9 @@ impl Store {
             "SELECT article_id, MAX(article_name), location_id, MAX(location_name), SUM(quantity_kg)
              FROM stock_movements
              WHERE (?1 IS NULL OR article_id = ?1) AND (?2 IS NULL OR location_id = ?2)
-             GROUP BY article_id, location_id ORDER BY article_id, location_id LIMIT 10000",
+             GROUP BY article_id, location_id ORDER BY article_id, location_id LIMIT ?3",
         )?;
-        let rows = stmt.query_map(params![article_id, location_id], |r| {
+        let rows = stmt.query_map(params![article_id, location_id, MAX_STOCK_LEVELS], |r| {
             Ok(StockLevel {
                 article: Named {
                     id: r.get(0)?,

@@ -17,13 +17,29 @@ pub(super) const WEIGHING_INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS weighings_by_partner ON weighings (partner_id, first_weighed_at);
 CREATE INDEX IF NOT EXISTS weighings_by_article ON weighings (article_id, first_weighed_at);
 CREATE INDEX IF NOT EXISTS weighings_by_site ON weighings (site_id, first_weighed_at);
-CREATE INDEX IF NOT EXISTS weighings_by_plate ON weighings (plate, first_weighed_at);
+DROP INDEX IF EXISTS weighings_by_plate;
+CREATE INDEX IF NOT EXISTS weighings_by_plate_status ON weighings (plate, status, first_weighed_at);
+CREATE INDEX IF NOT EXISTS weighings_by_net ON weighings (net_kg);
 CREATE INDEX IF NOT EXISTS weighings_by_lot ON weighings (lot_id, first_weighed_at);
 CREATE INDEX IF NOT EXISTS weighings_by_contract ON weighings (contract_id, status);
 CREATE INDEX IF NOT EXISTS weighings_by_status ON weighings (status, first_weighed_at);
 CREATE INDEX IF NOT EXISTS records_by_ticket ON records (device_id, ticket_no)
     WHERE ticket_no IS NOT NULL;
 ";
+
+/// Most raw records shown and checked in one ticket's proof (a ticket has
+/// its weighings, a cancellation, reprints and quality samples).
+pub(super) const MAX_PROOF_RECORDS: u32 = 1_000;
+
+/// When a ticket's weighing was done: its second weighing, or for a
+/// one-pass weighing against a stored tare its first (the second step
+/// then carries the tare's old date).
+pub(super) fn weighed_at(ticket: &Ticket) -> &str {
+    match (&ticket.second, ticket.tare_source) {
+        (Some(second), Some(TareSource::Weighed) | None) => &second.weighed_at,
+        _ => &ticket.first.weighed_at,
+    }
+}
 
 /// Ticket state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -171,12 +187,20 @@ pub struct WeighingView {
     pub delivery_note: Option<NoteRef>,
 }
 
+/// Matching tickets are counted up to this many for a page's `total`:
+/// counting a million rows for a page of fifty would cost more than the
+/// page.
+pub const MAX_COUNTED_TICKETS: u64 = 10_000;
+
 /// A page of tickets.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct WeighingPage {
     pub items: Vec<WeighingView>,
-    /// How many tickets match the filters.
+    /// How many tickets match the filters, counted up to 10,000 (see
+    /// `total_exact`).
     pub total: u64,
+    /// False when more tickets match than were counted.
+    pub total_exact: bool,
     pub limit: u32,
     pub offset: u64,
 }
@@ -332,22 +356,42 @@ fn filter_sql(filter: &WeighingFilter) -> (String, Vec<rusqlite::types::Value>) 
 }
 
 impl Store {
-    /// One page of weighings and how many match.
+    /// One page of weighings and how many match (up to
+    /// [`MAX_COUNTED_TICKETS`]).
     pub fn list_weighings(&self, filter: &WeighingFilter) -> Result<WeighingPage, StoreError> {
+        self.list_weighings_counting(filter, MAX_COUNTED_TICKETS)
+    }
+
+    /// One page of weighings, counting matches up to `count_up_to`.
+    pub fn list_weighings_counting(
+        &self,
+        filter: &WeighingFilter,
+        count_up_to: u64,
+    ) -> Result<WeighingPage, StoreError> {
         let conn = self.reader();
         let (where_sql, values) = filter_sql(filter);
-        let total: i64 = conn.query_row(
-            &format!("SELECT COUNT(*) FROM weighings w {where_sql}"),
-            rusqlite::params_from_iter(values.iter()),
-            |r| r.get(0),
-        )?;
+        let mut count_values = values.clone();
+        count_values.push((count_up_to.min(i64::MAX as u64 - 1) as i64 + 1).into());
+        let counted: i64 = conn
+            .prepare_cached(&format!(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM weighings w {where_sql} LIMIT ?)"
+            ))?
+            .query_row(rusqlite::params_from_iter(count_values.iter()), |r| {
+                r.get(0)
+            })?;
+        let total_exact = (counted as u64) <= count_up_to;
+        let total = (counted as u64).min(count_up_to);
         let mut page_values = values;
         page_values.push(i64::from(filter.limit).into());
         page_values.push((filter.offset.min(i64::MAX as u64) as i64).into());
+        // The page's ids first, from the indexes alone; only those rows
+        // are then read whole (a sort over whole rows would read the
+        // ticket documents of every match).
+        let order = filter.sort.order_by();
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {WEIGHING_COLUMNS} FROM {WEIGHING_FROM} {where_sql}
-             ORDER BY {} LIMIT ? OFFSET ?",
-            filter.sort.order_by()
+            "SELECT {WEIGHING_COLUMNS} FROM {WEIGHING_FROM}
+             WHERE w.id IN (SELECT w.id FROM weighings w {where_sql} ORDER BY {order} LIMIT ? OFFSET ?)
+             ORDER BY {order}"
         ))?;
         let items = stmt
             .query_map(
@@ -357,7 +401,8 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(WeighingPage {
             items,
-            total: total as u64,
+            total,
+            total_exact,
             limit: filter.limit,
             offset: filter.offset,
         })
@@ -383,11 +428,17 @@ impl Store {
         let conn = self.reader();
         let mut stmt = conn.prepare(
             "SELECT device_id, epoch, seq, kind, created_at, payload, prev_hash, hash, received_at
-             FROM records WHERE device_id = ?1 AND ticket_no = ?2 ORDER BY epoch, seq LIMIT 1000",
+             FROM records WHERE device_id = ?1 AND epoch = ?3 AND ticket_no = ?2
+             ORDER BY seq LIMIT ?4",
         )?;
         let rows = stmt
             .query_map(
-                params![weighing.device_id, weighing.ticket_no as i64],
+                params![
+                    weighing.device_id,
+                    weighing.ticket_no as i64,
+                    weighing.epoch,
+                    MAX_PROOF_RECORDS + 1
+                ],
                 |r| {
                     let payload: String = r.get(5)?;
                     Ok((
@@ -448,6 +499,12 @@ impl Store {
         }
         if records.is_empty() {
             problems.push("no raw records of this ticket are stored".into());
+        }
+        if records.len() > MAX_PROOF_RECORDS as usize {
+            records.truncate(MAX_PROOF_RECORDS as usize);
+            problems.push(format!(
+                "more than {MAX_PROOF_RECORDS} records; only the first are checked here"
+            ));
         }
         Ok(Some(WeighingDetail {
             weighing,

@@ -9,8 +9,11 @@ use serde::{Deserialize, Serialize};
 use valeo_drivers::scale::reading::Weight;
 
 /// Largest master-data document accepted, in bytes: it travels as one MQTT
-/// message and is kept whole in memory on the box.
-pub const MAX_MASTER_DATA_BYTES: usize = 4 * 1024 * 1024;
+/// message, whose packet may be at most 1 MiB plus 4 KiB for the topic
+/// (`valeo_sync::wire::MAX_BATCH_BYTES`; a larger one would be refused by
+/// the broker and cut central's connection), and is kept whole in memory
+/// on the box.
+pub const MAX_MASTER_DATA_BYTES: usize = 1024 * 1024;
 
 /// The whole master data of a site. Replaced as a whole: `version` only
 /// ever grows, and a box ignores a document not newer than its cache.
