@@ -27,6 +27,8 @@ use crate::store::{PutMasterDataError, Store};
 pub const MAX_ID_CHARS: usize = 64;
 /// Longest name, address or remark, in characters.
 pub const MAX_TEXT_CHARS: usize = 200;
+/// Largest contract quantity, kilograms (a million tonnes).
+pub const MAX_CONTRACT_KG: f64 = 1e9;
 
 /// The kinds of master data, as they appear in URLs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -322,6 +324,23 @@ impl Entity for Vehicle {
             ));
         }
         self.id.clone_from(&self.plate);
+        if let Some(tare) = &self.stored_tare {
+            // A box weighs against this tare (MessEV § 26): it must be a
+            // real weight, weighed at a real time in the past.
+            if tare.weight.value <= 0 {
+                return Err("stored_tare.weight: must be positive".into());
+            }
+            match chrono::DateTime::parse_from_rfc3339(&tare.weighed_at) {
+                Ok(at) if at <= chrono::Utc::now() => {}
+                Ok(_) => return Err("stored_tare.weighed_at: in the future".into()),
+                Err(_) => {
+                    return Err(format!(
+                        "stored_tare.weighed_at: not an RFC 3339 time: {:?}",
+                        tare.weighed_at
+                    ));
+                }
+            }
+        }
         check_reference("haulier_id", self.haulier_id.as_deref())
     }
 }
@@ -360,9 +379,11 @@ impl Entity for Contract {
         check_id("partner_id", &self.partner_id)?;
         check_id("article_id", &self.article_id)?;
         if let Some(q) = self.quantity_kg
-            && !(q.is_finite() && q > 0.0 && q <= 1e12)
+            && !(q.is_finite() && q > 0.0 && q <= MAX_CONTRACT_KG)
         {
-            return Err("quantity_kg: must be a positive number of kilograms".into());
+            return Err(format!(
+                "quantity_kg: must be a positive number of kilograms, at most {MAX_CONTRACT_KG}"
+            ));
         }
         if let (Some(from), Some(to)) = (self.valid_from, self.valid_to)
             && to < from
@@ -763,6 +784,35 @@ mod tests {
                 "id:",
             ),
         ];
+        let tare = |value: i64, weighed_at: &str| doc::StoredTare {
+            weight: valeo_drivers::scale::reading::Weight::kg(value),
+            weighed_at: weighed_at.into(),
+            alibi_id: Some("817".into()),
+            scale_id: None,
+        };
+        let vehicle = |stored_tare| Vehicle {
+            id: String::new(),
+            plate: "OS-AB 1".into(),
+            haulier_id: None,
+            stored_tare: Some(stored_tare),
+        };
+        let mut cases = cases;
+        for (stored, field) in [
+            (tare(14_000, "yesterday"), "stored_tare.weighed_at:"),
+            (
+                tare(14_000, "2999-01-01T00:00:00Z"),
+                "stored_tare.weighed_at:",
+            ),
+            (tare(0, "2026-01-01T00:00:00Z"), "stored_tare.weight:"),
+        ] {
+            let v = vehicle(stored);
+            cases.push((Box::new(move || v.clone().check()), field));
+        }
+        assert!(
+            vehicle(tare(14_000, "2026-01-01T07:00:00+01:00"))
+                .check()
+                .is_ok()
+        );
         for (check, field) in cases {
             let error = check().unwrap_err();
             assert!(
