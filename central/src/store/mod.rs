@@ -94,6 +94,9 @@ pub struct Store {
     next_reader: Arc<std::sync::atomic::AtomicUsize>,
 }
 
+/// Rows read at a time by an upgrade that fills new columns.
+const MIGRATION_STEP_ROWS: i64 = 10_000;
+
 /// Read connections per store.
 pub const READ_CONNECTIONS: usize = 4;
 
@@ -265,18 +268,32 @@ impl Store {
         if !has(&conn, "records", "ticket_no")? {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute_batch("ALTER TABLE records ADD COLUMN ticket_no INTEGER;")?;
-            let keys: Vec<(i64, String, String)> = {
-                let mut stmt = tx.prepare("SELECT rowid, kind, payload FROM records")?;
-                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                    .collect::<Result<_, _>>()?
-            };
-            for (rowid, kind, payload) in keys {
-                let payload = serde_json::from_str(&payload).unwrap_or_default();
-                if let Some(no) = ticket_no_of(&kind, &payload) {
-                    tx.execute(
-                        "UPDATE records SET ticket_no = ?2 WHERE rowid = ?1",
-                        params![rowid, no],
+            // In steps of MIGRATION_STEP_ROWS, so a database of millions of
+            // records is upgraded in bounded memory.
+            let mut after = 0_i64;
+            loop {
+                let keys: Vec<(i64, String, String)> = {
+                    let mut stmt = tx.prepare(
+                        "SELECT rowid, kind, payload FROM records WHERE rowid > ?1
+                         ORDER BY rowid LIMIT ?2",
                     )?;
+                    stmt.query_map(params![after, MIGRATION_STEP_ROWS], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })?
+                    .collect::<Result<_, _>>()?
+                };
+                let Some(last) = keys.last().map(|k| k.0) else {
+                    break;
+                };
+                after = last;
+                for (rowid, kind, payload) in keys {
+                    let payload = serde_json::from_str(&payload).unwrap_or_default();
+                    if let Some(no) = ticket_no_of(&kind, &payload) {
+                        tx.execute(
+                            "UPDATE records SET ticket_no = ?2 WHERE rowid = ?1",
+                            params![rowid, no],
+                        )?;
+                    }
                 }
             }
             tx.commit()?;
@@ -297,31 +314,42 @@ impl Store {
             tx.execute_batch(&format!("ALTER TABLE weighings ADD COLUMN {column};"))?;
         }
         if has(&tx, "weighings", "ticket")? {
-            let tickets: Vec<(i64, String)> = {
-                let mut stmt =
-                    tx.prepare("SELECT id, ticket FROM weighings WHERE ticket IS NOT NULL")?;
-                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<Result<_, _>>()?
-            };
-            for (id, text) in tickets {
-                if let Ok(ticket) = serde_json::from_str::<Ticket>(&text) {
-                    let c = TicketColumns::of(&ticket);
-                    tx.execute(
-                        "UPDATE weighings SET partner_id = ?2, article_id = ?3, lot_id = ?4,
-                             location_id = ?5, contract_id = ?6, net_kg = ?7 WHERE id = ?1",
-                        params![
-                            id,
-                            c.partner_id,
-                            c.article_id,
-                            c.lot_id,
-                            c.location_id,
-                            c.contract_id,
-                            c.net_kg
-                        ],
+            let mut after = 0_i64;
+            loop {
+                let tickets: Vec<(i64, String)> = {
+                    let mut stmt = tx.prepare(
+                        "SELECT id, ticket FROM weighings WHERE ticket IS NOT NULL AND id > ?1
+                     ORDER BY id LIMIT ?2",
                     )?;
-                    // Stock starts with what was delivered before it was kept.
-                    if ticket.state == TicketState::Complete {
-                        stock::book_weighing(&tx, id, &ticket)?;
+                    stmt.query_map(params![after, MIGRATION_STEP_ROWS], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
+                    .collect::<Result<_, _>>()?
+                };
+                let Some(last) = tickets.last().map(|t| t.0) else {
+                    break;
+                };
+                after = last;
+                for (id, text) in tickets {
+                    if let Ok(ticket) = serde_json::from_str::<Ticket>(&text) {
+                        let c = TicketColumns::of(&ticket);
+                        tx.execute(
+                            "UPDATE weighings SET partner_id = ?2, article_id = ?3, lot_id = ?4,
+                             location_id = ?5, contract_id = ?6, net_kg = ?7 WHERE id = ?1",
+                            params![
+                                id,
+                                c.partner_id,
+                                c.article_id,
+                                c.lot_id,
+                                c.location_id,
+                                c.contract_id,
+                                c.net_kg
+                            ],
+                        )?;
+                        // Stock starts with what was delivered before it was kept.
+                        if ticket.state == TicketState::Complete {
+                            stock::book_weighing(&tx, id, &ticket)?;
+                        }
                     }
                 }
             }
