@@ -44,16 +44,6 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
-        Kind::Sites,
-        Kind::Partners,
-        Kind::Articles,
-        Kind::Vehicles,
-        Kind::Locations,
-        Kind::Lots,
-        Kind::Contracts,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Sites => "sites",

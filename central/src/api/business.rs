@@ -982,11 +982,6 @@ mod master {
         Ok(entity)
     }
 
-    /// The new master data goes out to the boxes.
-    async fn publish(state: &AppState) {
-        state.master_data.changed();
-    }
-
     pub(super) async fn list<E: Entity + Serialize>(
         state: AppState,
         params: EntityParams,
@@ -1042,7 +1037,7 @@ mod master {
         .await
         {
             Ok((item, _)) => {
-                publish(&state).await;
+                state.master_data.changed();
                 let location = format!(
                     "/api/v1/{}/{}",
                     E::KIND.as_str(),
@@ -1085,7 +1080,7 @@ mod master {
         .await
         {
             Ok((item, _)) => {
-                publish(&state).await;
+                state.master_data.changed();
                 with_etag(StatusCode::OK, &item)
             }
             Err(problem) => problem.into_response(),
@@ -1111,7 +1106,7 @@ mod master {
         .await
         {
             Ok(_) => {
-                publish(&state).await;
+                state.master_data.changed();
                 StatusCode::NO_CONTENT.into_response()
             }
             Err(problem) => problem.into_response(),

@@ -255,17 +255,10 @@ impl Store {
     /// filtered by; they are added and filled from the stored tickets.
     fn add_business_columns(&self) -> Result<(), StoreError> {
         let mut conn = self.writer();
-        let has = |conn: &Connection, table: &str, column: &str| -> rusqlite::Result<bool> {
-            conn.query_row(
-                "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
-                params![table, column],
-                |r| r.get::<_, i64>(0).map(|n| n > 0),
-            )
-        };
-        if !has(&conn, "devices", "site_id")? {
+        if !has_column(&conn, "devices", "site_id")? {
             conn.execute_batch("ALTER TABLE devices ADD COLUMN site_id TEXT;")?;
         }
-        if !has(&conn, "records", "ticket_no")? {
+        if !has_column(&conn, "records", "ticket_no")? {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute_batch("ALTER TABLE records ADD COLUMN ticket_no INTEGER;")?;
             // In steps of MIGRATION_STEP_ROWS, so a database of millions of
@@ -298,7 +291,7 @@ impl Store {
             }
             tx.commit()?;
         }
-        if has(&conn, "weighings", "net_kg")? {
+        if has_column(&conn, "weighings", "net_kg")? {
             return Ok(());
         }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -313,7 +306,7 @@ impl Store {
         ] {
             tx.execute_batch(&format!("ALTER TABLE weighings ADD COLUMN {column};"))?;
         }
-        if has(&tx, "weighings", "ticket")? {
+        if has_column(&tx, "weighings", "ticket")? {
             let mut after = 0_i64;
             loop {
                 let tickets: Vec<(i64, String)> = {
@@ -362,12 +355,7 @@ impl Store {
     /// rebuilt from the raw records.
     fn migrate_ticket_column(&self) -> Result<(), StoreError> {
         let mut conn = self.writer();
-        let has_ticket: bool = conn.query_row(
-            "SELECT COUNT(*) FROM pragma_table_info('weighings') WHERE name = 'ticket'",
-            [],
-            |r| r.get::<_, i64>(0).map(|n| n > 0),
-        )?;
-        if has_ticket {
+        if has_column(&conn, "weighings", "ticket")? {
             return Ok(());
         }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -720,7 +708,6 @@ impl Store {
         Ok(true)
     }
 
-    /// Cheap liveness check of the database.
     /// Writes a consistent copy of the database to `path` (which must not
     /// exist) while the service keeps running.
     pub fn backup_into(&self, path: &Path) -> Result<(), StoreError> {
@@ -729,6 +716,7 @@ impl Store {
         Ok(())
     }
 
+    /// Cheap liveness check of the database.
     pub fn ping(&self) -> Result<(), StoreError> {
         self.reader().query_row("SELECT 1", [], |_| Ok(()))?;
         Ok(())
@@ -790,6 +778,15 @@ pub struct DeviceView {
     pub gaps_total: u64,
     /// The site the device stands at, when assigned.
     pub site_id: Option<String>,
+}
+
+/// Whether `table` has `column` (a database of an earlier release may not).
+fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+        params![table, column],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )
 }
 
 /// Whether a record arrives now or is replayed to rebuild tickets.
@@ -875,9 +872,9 @@ fn on_transition(
     if before == Some(ticket.state) {
         return Ok(());
     }
-    let enqueue = |kind: &str, data: serde_json::Value| {
+    let enqueue = |kind: &str, subject: i64, data: serde_json::Value| {
         if replay == Replay::Live {
-            events::enqueue(tx, kind, &id.to_string(), &data)
+            events::enqueue(tx, kind, &subject.to_string(), &data)
         } else {
             Ok(())
         }
@@ -888,6 +885,7 @@ fn on_transition(
             stock::book_weighing(tx, id, ticket)?;
             enqueue(
                 "weighing.completed",
+                id,
                 serde_json::json!({
                     "weighing_id": id, "device_id": ticket.device_id, "ticket_no": ticket.ticket_no,
                     "plate": ticket.plate, "direction": direction_str(ticket.direction),
@@ -910,19 +908,17 @@ fn on_transition(
             for (note_id, number) in
                 delivery_notes::cancel_for_cancelled_weighing(tx, id, &at, &actor, reason)?
             {
-                if replay == Replay::Live {
-                    events::enqueue(
-                        tx,
-                        "delivery_note.cancelled",
-                        &note_id.to_string(),
-                        &serde_json::json!({"id": note_id, "number": number,
-                            "reason": "the weighing was cancelled at the box",
-                            "cancelled_by": actor}),
-                    )?;
-                }
+                enqueue(
+                    "delivery_note.cancelled",
+                    note_id,
+                    serde_json::json!({"id": note_id, "number": number,
+                        "reason": "the weighing was cancelled at the box",
+                        "cancelled_by": actor}),
+                )?;
             }
             enqueue(
                 "weighing.cancelled",
+                id,
                 serde_json::json!({
                     "weighing_id": id, "device_id": ticket.device_id, "ticket_no": ticket.ticket_no,
                     "plate": ticket.plate, "was_complete": before == Some(TicketState::Complete),
